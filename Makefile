@@ -32,7 +32,11 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB       := $(BUILD)/libkvant.a
 
-.PHONY: all test check asan asan-build bench format clean
+.PHONY: all test check asan asan-build bench format clean demo
+
+# Data sets are read in place: $(KVANT_DATA), else ../shared/data.
+DATA ?= $(if $(KVANT_DATA),$(KVANT_DATA),../shared/data)
+DEMO_MODEL ?= models/tiny-qwen3
 all: $(BUILD)/kvant $(TEST_BIN) $(BENCH_BIN)
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -81,6 +85,17 @@ bench: all
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(TEST_SRC) $(BENCH_SRC) include/kvant/*.h
+
+# The README's first command: build, then the main job on the embedded default.
+demo: $(BUILD)/kvant
+	$(BUILD)/kvant info $(DEMO_MODEL)
+	@if [ -f $(DATA)/wikitext2/wiki.test.raw ]; then \
+	  echo "== kvant ppl $(DEMO_MODEL) on WikiText-2 test"; \
+	  $(BUILD)/kvant ppl $(DEMO_MODEL) --text $(DATA)/wikitext2/wiki.test.raw --ctx 512; \
+	else \
+	  echo "== $(DATA)/wikitext2 not found (set KVANT_DATA); using the bundled sample text"; \
+	  $(BUILD)/kvant ppl $(DEMO_MODEL) --text docs/sample.txt --ctx 512; \
+	fi
 
 clean:
 	rm -rf build build-asan

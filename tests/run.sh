@@ -10,6 +10,7 @@ for dir in "$@"; do
   for t in "$dir"/tests/test_*; do
     [ -x "$t" ] || continue
     name="$dir/tests/$(basename "$t")"
+    export KVANT_BIN="$dir/kvant"
     out=$("$t" 2>/tmp/kvant_test_stderr.$$); rc=$?
     p=$(printf '%s\n' "$out" | grep -c '^ok ' || true)
     f=$(printf '%s\n' "$out" | grep -c '^FAIL ' || true)

@@ -25,7 +25,15 @@ kv_status kv_err_prefix(kv_err *err, const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+    /* Truncation of over-long messages is acceptable; build the result piecewise
+     * so the compiler sees the bounds. */
+    size_t pl = strnlen(pre, sizeof err->msg - 3);
+    memcpy(err->msg, pre, pl);
+    memcpy(err->msg + pl, ": ", 2);
+    size_t room = sizeof err->msg - pl - 3;
+    size_t ol = strnlen(old, room);
+    memcpy(err->msg + pl + 2, old, ol);
+    err->msg[pl + 2 + ol] = '\0';
     return err->code;
 }
 

@@ -1,0 +1,34 @@
+/* cli.h — shared helpers of the `kvant` subcommands (one file per subcommand). */
+#ifndef KVANT_CLI_H
+#define KVANT_CLI_H
+
+#include <stdint.h>
+
+#include "kvant/err.h"
+
+/* Each subcommand: returns the process exit status (0 ok, 1 runtime error, 2 usage). */
+int cli_ppl(int argc, char **argv);
+int cli_generate(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_info(int argc, char **argv);
+
+/* Print "kvant: <message>" for a failed call and return 1. */
+int cli_fail(const kv_err *err);
+/* Print "kvant <cmd>: <message>" plus a usage hint and return 2. */
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Parse a whole decimal integer in [lo, hi]; 0 on success. */
+int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+/* --threads N / KVANT_THREADS: set the OpenMP thread count (0 = leave default). */
+void cli_set_threads(int64_t n);
+
+/* Standard option handling for "--name VALUE": if argv[*i] is `name`, store the next
+ * argument in *val, advance *i and return 1; if the value is missing, return -1. */
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
+
+#include <stdio.h>
+/* Write s as a JSON string literal (quoted, escaped). */
+void cli_json_str(FILE *f, const char *s);
+
+#endif
