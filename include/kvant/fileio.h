@@ -24,7 +24,7 @@ typedef struct {
     char *tmp_path;
 } kv_atomic_file;
 
-/* Create "<path>.tmp.<pid>" for writing. */
+/* Create "<path>.tmp.<pid>.<n>" (same directory, so rename is atomic) for writing. */
 kv_status kv_atomic_open(kv_atomic_file *af, const char *path, kv_err *err);
 /* Flush, fsync, close and rename over path; on any failure remove the temp file. */
 kv_status kv_atomic_commit(kv_atomic_file *af, kv_err *err);
