@@ -2,9 +2,14 @@
  *
  * Each op has a scalar `ref` (the specification) and SIMD versions (avx2, avx512) in
  * files of their own; kv_kernels_init() picks the best the CPU supports, and
- * KVANT_ISA=ref|avx2|avx512 forces one. Kernels take a row range and never start
- * threads: callers split rows across OpenMP threads, each output owned by one thread,
- * so results do not depend on the thread count. */
+ * KVANT_ISA=ref|avx2|avx512 forces one (falling back to the best supported one below
+ * it when the CPU lacks it). Kernels take a row range and never start threads: callers
+ * split rows across OpenMP threads, each output owned by one thread, so results do not
+ * depend on the thread count.
+ *
+ * Precision: inputs and outputs are fp32, weights BF16/F16/F32 read in place and
+ * widened exactly; every sum accumulates in fp32. A SIMD kernel equals its ref up to
+ * the reassociation of those sums (and, for exp, a few ulp). */
 #ifndef KVANT_KERNELS_H
 #define KVANT_KERNELS_H
 
@@ -13,11 +18,62 @@
 
 #include "kvant/tensor.h"
 
-typedef enum { KV_ISA_REF = 0, KV_ISA_AVX2, KV_ISA_AVX512 } kv_isa;
+typedef enum { KV_ISA_REF = 0, KV_ISA_AVX2, KV_ISA_AVX512, KV_ISA_COUNT } kv_isa;
 
 /* Detect once (thread-safe to call repeatedly); returns the ISA in use. */
 kv_isa kv_kernels_init(void);
 kv_isa kv_kernels_isa(void);
+/* Switch the table in use (tests, benchmarks): the requested ISA or the best supported
+ * one below it. Not for use while a forward pass runs. Returns the ISA now in use. */
+kv_isa kv_kernels_set(kv_isa isa);
 const char *kv_isa_name(kv_isa isa);
+
+/* A weight matrix read in place: W[n_out, n_in], row-major, rows ld elements apart
+ * (ld >= n_in; ld == n_in for a checkpoint tensor). dtype is F32, F16 or BF16. */
+typedef struct {
+    kv_dtype dtype;
+    const void *data;
+    int64_t n_out, n_in, ld;
+} kv_wmat;
+
+/* Floats of per-thread scratch a matmul needs (the packed weight panel); the caller
+ * gives each thread its own, 64-byte aligned. */
+#define KV_MATMUL_WORK_FLOATS ((size_t)256 * 256)
+
+typedef struct {
+    kv_isa isa;
+    /* y[i, r] = sum_k x[i, k] * W[r, k] (+ bias[r]) for i in [0, m), r in [r0, r1).
+     * x: [m, n_in] rows ldx apart; y: [m, n_out] rows ldy apart; bias: [n_out] fp32
+     * or NULL; work: KV_MATMUL_WORK_FLOATS floats private to the calling thread.
+     * m == 1..4 streams W once (memory-bound GEMV); larger m converts W panels to
+     * fp32 in `work` and runs a register-blocked GEMM. */
+    void (*matmul)(const float *x, int64_t m, int64_t ldx, const kv_wmat *w,
+                   const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
+                   float *work);
+    /* out[n] = w * (x * (1 / sqrt(mean(x^2) + eps))), the op order of transformers'
+     * RMSNorm in fp32 (mean accumulated in double, then rounded). out may be x. */
+    void (*rmsnorm)(const float *x, const float *w, int64_t n, float eps, float *out);
+    /* Rotate-half RoPE on one head x[2 * half] in place with cos/sin[half]:
+     * x1' = x1*cos - x2*sin, x2' = x2*cos + x1*sin (products rounded, then summed). */
+    void (*rope)(float *x, const float *cos, const float *sin, int64_t half);
+    /* x[n] = exp(x - max) / sum, in place; returns nothing, n >= 1. */
+    void (*softmax)(float *x, int64_t n);
+    /* out[n] = g / (1 + exp(-g)) * u. out may alias g or u. */
+    void (*silu_mul)(const float *g, const float *u, float *out, int64_t n);
+    /* sum a[k] * b[k] in fp32. */
+    float (*dot)(const float *a, const float *b, int64_t n);
+    /* y[k] += a * x[k]. */
+    void (*axpy)(float a, const float *x, float *y, int64_t n);
+} kv_kernel_ops;
+
+/* The table in use (calls kv_kernels_init). */
+const kv_kernel_ops *kv_kernels(void);
+/* The table of one ISA, or NULL when this CPU (or build) lacks it. */
+const kv_kernel_ops *kv_kernels_for(kv_isa isa);
+
+/* The per-ISA tables (defined in src/kernels/kernels_<isa>.c). */
+extern const kv_kernel_ops kv_kernels_ref;
+extern const kv_kernel_ops kv_kernels_avx2;
+extern const kv_kernel_ops kv_kernels_avx512;
 
 #endif
