@@ -22,6 +22,7 @@ static const char *USAGE =
     "  generate MODEL_DIR -p PROMPT [-n N]                  greedy generation\n"
     "  tokenize MODEL_DIR [--add-special] [--decode]        text on stdin -> ids on stdout\n"
     "  info MODEL_DIR [--json]                              architecture, sizes, dtypes\n"
+    "  quantize IN_DIR OUT_DIR --format F [--method rtn]    quantized checkpoint (RTN)\n"
     "\n"
     "common options: --threads N (or KVANT_THREADS), --quiet\n"
     "environment: KVANT_ISA=ref|avx2|avx512 forces a kernel set\n";
@@ -98,6 +99,7 @@ int main(int argc, char **argv) {
         {"generate", cli_generate},
         {"tokenize", cli_tokenize},
         {"info", cli_info},
+        {"quantize", cli_quantize},
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
         if (!strcmp(argv[1], cmds[k].name)) return cmds[k].fn(argc - 1, argv + 1);
