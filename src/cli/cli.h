@@ -11,6 +11,7 @@ int cli_ppl(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
 
 /* Print "kvant: <message>" for a failed call and return 1. */

@@ -22,6 +22,7 @@ static const char *USAGE =
     "  generate MODEL_DIR -p PROMPT [-n N]                  greedy generation\n"
     "  tokenize MODEL_DIR [--add-special] [--decode]        text on stdin -> ids on stdout\n"
     "  info MODEL_DIR [--json]                              architecture, sizes, dtypes\n"
+    "  eval MODEL_DIR --tasks piqa,mmlu,... [--output F]    benchmarks as lm-eval scores them\n"
     "  quantize IN_DIR OUT_DIR --format F [--method rtn]    quantized checkpoint (RTN)\n"
     "\n"
     "common options: --threads N (or KVANT_THREADS), --quiet\n"
@@ -99,6 +100,7 @@ int main(int argc, char **argv) {
         {"generate", cli_generate},
         {"tokenize", cli_tokenize},
         {"info", cli_info},
+        {"eval", cli_eval},
         {"quantize", cli_quantize},
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
