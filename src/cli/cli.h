@@ -13,6 +13,8 @@ int cli_tokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_pretokenize(int argc, char **argv);
 
 /* Print "kvant: <message>" for a failed call and return 1. */
 int cli_fail(const kv_err *err);

@@ -24,6 +24,8 @@ static const char *USAGE =
     "  info MODEL_DIR [--json]                              architecture, sizes, dtypes\n"
     "  eval MODEL_DIR --tasks piqa,mmlu,... [--output F]    benchmarks as lm-eval scores them\n"
     "  quantize IN_DIR OUT_DIR --format F [--method rtn]    quantized checkpoint (RTN)\n"
+    "  pretokenize --tokenizer T --out DIR FILES...         text -> token shards for train\n"
+    "  train --data DIR --out DIR [--config FILE] [--resume] train a Qwen3-shaped model\n"
     "\n"
     "common options: --threads N (or KVANT_THREADS), --quiet\n"
     "environment: KVANT_ISA=ref|avx2|avx512 forces a kernel set\n";
@@ -102,6 +104,8 @@ int main(int argc, char **argv) {
         {"info", cli_info},
         {"eval", cli_eval},
         {"quantize", cli_quantize},
+        {"train", cli_train},
+        {"pretokenize", cli_pretokenize},
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
         if (!strcmp(argv[1], cmds[k].name)) return cmds[k].fn(argc - 1, argv + 1);
