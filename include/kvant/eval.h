@@ -38,6 +38,28 @@ double kv_logsumexp(const float *row, int64_t n);
 kv_status kv_perplexity(kv_model *m, const int32_t *ids, int64_t n, const kv_ppl_opts *opts,
                         kv_progress *prog, kv_ppl_result *res, kv_err *err);
 
+/* How far a (quantized) model's next-token distributions are from a base model's, over
+ * the positions kv_perplexity scores (issue 3): per position, in double from both
+ * log-softmaxes, KL(base || model) = sum_v p_base(v) (log p_base(v) - log p_model(v)). */
+typedef struct {
+    int64_t positions;   /* positions compared (= kv_ppl_result.tokens) */
+    double kld_mean;     /* mean KL, nats */
+    double kld_p99;      /* 99th percentile of the per-position KL (linear interpolation
+                            between order statistics, numpy's default) */
+    double kld_max;
+    double top1_agree;   /* fraction of positions whose argmax tokens agree (first index
+                            on ties) */
+    kv_ppl_result base;  /* the base model's perplexity on the same windows */
+} kv_kld_result;
+
+/* kv_perplexity of m, with base run over the same windows and chunks, and the
+ * divergence of m from base. The two models must share the vocabulary size
+ * (KV_EINVAL otherwise). Memory: two chunk x vocab logit buffers and one double per
+ * scored position. */
+kv_status kv_perplexity_kld(kv_model *m, kv_model *base, const int32_t *ids, int64_t n,
+                            const kv_ppl_opts *opts, kv_progress *prog, kv_ppl_result *res,
+                            kv_kld_result *kld, kv_err *err);
+
 /* ==== lm-evaluation-harness tasks ====================================================
  *
  * Tasks read data in place from a data directory (../shared/data layout, see each

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvant/err.h"
+#include "kvant/quant.h"
 #include "kvant/tensor.h"
 
 typedef enum { KV_ISA_REF = 0, KV_ISA_AVX2, KV_ISA_AVX512, KV_ISA_COUNT } kv_isa;
@@ -35,6 +37,52 @@ typedef struct {
     const void *data;
     int64_t n_out, n_in, ld;
 } kv_wmat;
+
+/* A quantized weight matrix W[n_out, n_in] in the layout the kernels read (issue 3).
+ * Every format is stored row by row, groups along n_in, so a GEMV streams each weight
+ * row once, front to back:
+ *
+ *   q       [n_out][row_bytes]  row o's B-bit elements as one LSB-first bit string:
+ *                               element k at bits [B*k, B*k + B); row_bytes = n_in*B/8.
+ *                               B = 4 (int4, mxfp4, mxint4): byte j = element 2j in
+ *                               bits 0-3, element 2j+1 in bits 4-7.
+ *   scales  [n_out][n_groups]   INT: F16 scale s; MX: E8M0 byte (X = 2^(byte - 127))
+ *   zeros   [n_out][n_groups]   INT: U8 zero point z; MX: NULL
+ *
+ * Dequantized value (bit-exact with kv_dequantize_ref): INT s * (float)(q - z);
+ * mxfp4 kv_e2m1_values[c] * X; mxint4 (sign-extended c) / 4 * X, each one f32 product.
+ *
+ * MX checkpoints already have this layout (_blocks rows are these bit strings, _scales
+ * these bytes): kv_qmat_init points into the checkpoint's map, nothing is copied.
+ * GPTQ's qweight [n_in*B/32, n_out] holds row o of W in column o, one int32 word per
+ * 32/B inputs: row o's bit string is that column's words in order, so the kernel
+ * layout is the int32 transpose of qweight (same bytes, same size). kv_qmat_init makes
+ * that copy once at load (the scales transposed too, the B-bit zeros widened to one
+ * byte). Reading qweight in place would make a row-wise GEMV gather one word per
+ * n_out*4 bytes; see bench/bench_qmatmul.c for the measured cost of each choice. */
+typedef struct {
+    kv_qformat qf;
+    int64_t n_out, n_in;
+    int64_t n_groups;       /* n_in / qf.group */
+    int64_t row_bytes;      /* n_in * bits / 8 */
+    const uint8_t *q;       /* [n_out][row_bytes]; owned copies are followed by 64 bytes of
+                               zero padding so kernels may load 16 bytes at any unit */
+    const uint8_t *scales;  /* INT: F16 [n_out][n_groups]; MX: E8M0 [n_out][n_groups] */
+    const uint8_t *zeros;   /* INT: U8 [n_out][n_groups]; MX: NULL */
+    void *owned;            /* the INT copy (one allocation), or NULL */
+    size_t owned_bytes;
+} kv_qmat;
+
+/* Build the kernel view of a packed tensor (every part's data set; validate it first).
+ * INT: one allocation of about the packed size, filled with OpenMP threads; MX: views.
+ * KV_ENOMEM states the size. */
+kv_status kv_qmat_init(kv_qmat *qm, const kv_qtensor *qt, const char *name, kv_err *err);
+void kv_qmat_free(kv_qmat *qm); /* accepts NULL and zeroed structs */
+/* Bytes one pass over W reads: packed elements, scales and zeros. */
+size_t kv_qmat_bytes(const kv_qmat *qm);
+/* Dequantize rows [r0, r1) into out[r1 - r0][n_in] (scalar, the specification the
+ * kernels follow; equal to kv_dequantize_ref of the tensor it came from). */
+void kv_qmat_dequantize(const kv_qmat *qm, int64_t r0, int64_t r1, float *out);
 
 /* Floats of per-thread scratch a matmul needs (the packed weight panel); the caller
  * gives each thread its own, 64-byte aligned. */
@@ -64,6 +112,14 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int64_t n);
     /* y[k] += a * x[k]. */
     void (*axpy)(float a, const float *x, float *y, int64_t n);
+    /* matmul's contract for a quantized W: y[i, r] = sum_k x[i, k] * deq(W)[r, k]
+     * (+ bias[r]) with the weights dequantized exactly inside the kernel (fp32
+     * activations, fp32 sums). m <= 4: a GEMV streaming each packed row once; larger
+     * m: weight blocks dequantized to fp32 in `work` feed the fp32 GEMM microkernel
+     * (outputs then equal matmul on the dequantized weights as F32, op for op). */
+    void (*qmatmul)(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
+                    const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
+                    float *work);
 } kv_kernel_ops;
 
 /* The table in use (calls kv_kernels_init). */

@@ -1,7 +1,12 @@
-/* cli_ppl.c — `kvant ppl MODEL_DIR (--text FILE | --ids FILE) [--ctx N]`.
+/* cli_ppl.c — `kvant ppl MODEL_DIR (--text FILE | --ids FILE) [--ctx N] [--base DIR]`.
  *
  * Perplexity with the GPTQ protocol (see include/kvant/eval.h). Progress goes to
- * stderr; the last line on stdout is one JSON object with the figures. */
+ * stderr; the last line on stdout is one JSON object with the figures. With --base,
+ * the base model runs over the same windows and the JSON adds the KL divergence of
+ * MODEL_DIR's next-token distributions from the base's ("kld_mean", "kld_p99",
+ * "kld_max"), the fraction of positions with the same top token ("top1_agree") and the
+ * base's own "base_nll" / "base_ppl" (issue 3). --text is tokenized with MODEL_DIR's
+ * tokenizer. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +20,8 @@
 #include "kvant/tokenizer.h"
 
 static const char *PPL_USAGE =
-    "kvant ppl MODEL_DIR (--text FILE | --ids FILE) [--ctx N] [--chunk N] [--threads N] [--quiet]";
+    "kvant ppl MODEL_DIR (--text FILE | --ids FILE) [--ctx N] [--chunk N] [--base BASE_DIR] "
+    "[--threads N] [--quiet]";
 
 /* Whitespace-separated decimal ids; errors name file, line and the bad word. */
 static kv_status read_ids(const char *path, kv_ids *ids, kv_err *err) {
@@ -58,13 +64,14 @@ static kv_status read_ids(const char *path, kv_ids *ids, kv_err *err) {
 }
 
 int cli_ppl(int argc, char **argv) {
-    const char *dir = NULL, *text = NULL, *idsf = NULL, *v;
+    const char *dir = NULL, *text = NULL, *idsf = NULL, *based = NULL, *v;
     int64_t ctx = 2048, chunk = 512, threads = 0;
     int quiet = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(argc, argv, &i, "--text", &text)) ||
-            (r = cli_opt(argc, argv, &i, "--ids", &idsf))) {
+            (r = cli_opt(argc, argv, &i, "--ids", &idsf)) ||
+            (r = cli_opt(argc, argv, &i, "--base", &based))) {
             if (r < 0) return cli_usage_error("ppl", PPL_USAGE, "%s needs a value", argv[i]);
         } else if ((r = cli_opt(argc, argv, &i, "--ctx", &v))) {
             if (r < 0 || cli_parse_i64(v, 2, 1 << 20, &ctx))
@@ -90,12 +97,16 @@ int cli_ppl(int argc, char **argv) {
     cli_set_threads(threads);
 
     kv_err err = {0};
-    kv_model *m = NULL;
+    kv_model *m = NULL, *base = NULL;
     kv_tokenizer *tok = NULL;
     kv_ids ids = {0};
     int rc = 1;
     double t0 = kv_now();
     if (kv_model_load(dir, &m, &err)) goto fail;
+    if (based && kv_model_load(based, &base, &err)) {
+        kv_err_prefix(&err, "--base");
+        goto fail;
+    }
     if (text) {
         char *buf = NULL;
         size_t len = 0;
@@ -116,9 +127,12 @@ int cli_ppl(int argc, char **argv) {
 
     kv_ppl_opts opts = {.ctx = ctx, .chunk = chunk};
     kv_ppl_result res;
+    kv_kld_result kld;
     kv_progress prog;
     kv_progress_start(&prog, "ppl", "tok", 0, quiet);
-    if (kv_perplexity(m, ids.v, (int64_t)ids.n, &opts, &prog, &res, &err)) {
+    kv_status st = base ? kv_perplexity_kld(m, base, ids.v, (int64_t)ids.n, &opts, &prog, &res, &kld, &err)
+                        : kv_perplexity(m, ids.v, (int64_t)ids.n, &opts, &prog, &res, &err);
+    if (st) {
         if (idsf) kv_err_prefix(&err, "%s", idsf);
         goto fail;
     }
@@ -126,10 +140,18 @@ int cli_ppl(int argc, char **argv) {
     cli_json_str(stdout, dir);
     printf(", \"tokens\": %lld, \"windows\": %lld, \"ctx\": %lld, "
            "\"dropped_tokens\": %lld, \"nll\": %.6f, \"nll_stderr\": %.6f, \"ppl\": %.6f, "
-           "\"tokens_per_second\": %.2f, \"seconds\": %.3f}\n",
+           "\"tokens_per_second\": %.2f, \"seconds\": %.3f",
            (long long)res.tokens, (long long)res.windows, (long long)res.ctx,
            (long long)res.dropped, res.nll, res.nll_stderr, res.ppl, res.tokens_per_second,
            res.seconds);
+    if (base) {
+        printf(", \"base\": ");
+        cli_json_str(stdout, based);
+        printf(", \"base_nll\": %.6f, \"base_ppl\": %.6f, \"kld_mean\": %.8f, "
+               "\"kld_p99\": %.8f, \"kld_max\": %.8f, \"top1_agree\": %.6f",
+               kld.base.nll, kld.base.ppl, kld.kld_mean, kld.kld_p99, kld.kld_max, kld.top1_agree);
+    }
+    printf("}\n");
     rc = 0;
     goto done;
 fail:
@@ -138,5 +160,6 @@ done:
     kv_ids_free(&ids);
     kv_tok_free(tok);
     kv_model_free(m);
+    kv_model_free(base);
     return rc;
 }

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "kvant/kernels.h"
+#include "kernels/kernels_internal.h"
 
 #define AI static inline __attribute__((always_inline))
 
@@ -266,6 +266,26 @@ AI void gemm(kv_dtype t, const float *x, int64_t m, int64_t ldx, const kv_wmat *
     }
 }
 
+/* One block of gemm() above, for the quantized GEMM (qmatmul_avx2.c): the block
+ * wb[nc][kc] is already fp32, so packing is the transpose alone. */
+_Static_assert((size_t)NC * KC <= KV_GEMM_PANEL_FLOATS, "panel buffer too small");
+_Static_assert(NC == KV_GEMM_BLOCK_NC_AVX2 && KC == KV_GEMM_BLOCK_KC_AVX2, "block sizes");
+void kv_gemm_block_avx2(const float *x, int64_t m, int64_t ldx, const float *wb, int64_t nc,
+                        int64_t kc, float *y, int64_t ldy, int first, const float *bias,
+                        float *panel) {
+    const kv_wmat w = {KV_DTYPE_F32, wb, nc, kc, kc};
+    pack_w(KV_DTYPE_F32, &w, 0, nc, 0, kc, panel);
+    for (int64_t p = 0; p * NR < nc; p++) {
+        int64_t j = p * NR, nr = nc - j < NR ? nc - j : NR;
+        const float *wp = panel + p * kc * NR;
+        for (int64_t i0 = 0; i0 < m; i0 += MR) {
+            int mr = m - i0 < MR ? (int)(m - i0) : MR;
+            ukr_any(mr, kc, x + i0 * ldx, ldx, wp, y + i0 * ldy + j, ldy, nr, first,
+                    bias ? bias + j : NULL);
+        }
+    }
+}
+
 static void gemv_bf16(const float *x, int64_t m, int64_t ldx, const kv_wmat *w, const float *b,
                       int64_t r0, int64_t r1, float *y, int64_t ldy) {
     gemv(KV_DTYPE_BF16, x, m, ldx, w, b, r0, r1, y, ldy);
@@ -440,4 +460,5 @@ const kv_kernel_ops kv_kernels_avx2 = {
     .silu_mul = silu_mul_avx2,
     .dot = dot_avx2,
     .axpy = axpy_avx2,
+    .qmatmul = kv_qmatmul_avx2,
 };

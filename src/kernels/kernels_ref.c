@@ -6,7 +6,7 @@
  * -std=c11 turns contraction off). Weights are widened exactly (bf16/f16 -> f32). */
 #include <math.h>
 
-#include "kvant/kernels.h"
+#include "kernels/kernels_internal.h"
 
 static inline float wload(kv_dtype t, const void *row, int64_t k) {
     switch (t) {
@@ -83,4 +83,5 @@ const kv_kernel_ops kv_kernels_ref = {
     .silu_mul = silu_mul_ref,
     .dot = dot_ref,
     .axpy = axpy_ref,
+    .qmatmul = kv_qmatmul_ref,
 };

@@ -13,6 +13,13 @@
  * Weights stay in the mmap'd checkpoint (bf16/f16/f32, widened inside the kernels);
  * only the small vectors (norm weights, biases) get fp32 copies, in one allocation.
  *
+ * Quantized checkpoints (config.json "quantization_config" with a kvant "format", issue
+ * 3): every block linear layer stored as packed parts (quant.h: qweight/qzeros/scales/
+ * g_idx or _blocks/_scales) is validated at load and run by the qmatmul kernels, which
+ * dequantize inside the kernel; MX parts are read in place, GPTQ int parts through one
+ * row-major copy of the packed words (kernels.h, kv_qmat). A linear layer whose dense
+ * ".weight" is present instead stays dense. Never a dequantized copy of the model.
+ *
  * Batching: the tokens of every sequence in a kv_batch are stacked into one
  * [sum n, hidden] activation matrix, so each weight matrix is read once per batch;
  * attention runs per sequence against its own cache slot.
@@ -26,13 +33,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "kvant/fileio.h"
 #include "kvant/kernels.h"
 #include "kvant/model.h"
+#include "kvant/quant.h"
 #include "kvant/safetensors.h"
 #include "model/model_internal.h"
 
+/* A linear layer's weight [n_out, n_in]: dense (a view into the checkpoint) or, when q
+ * is set, quantized (the kernel view of its packed parts). */
 typedef struct {
-    kv_wmat wq, wk, wv, wo, wg, wu, wd;        /* [n_out, n_in] views into the checkpoint */
+    kv_wmat w;
+    const kv_qmat *q;
+} linw;
+
+typedef struct {
+    linw wq, wk, wv, wo, wg, wu, wd;           /* [n_out, n_in] */
     const float *bq, *bk, *bv, *bo, *bg, *bu, *bd; /* fp32 biases or NULL */
     const float *in_norm, *post_norm;          /* [hidden] */
     const float *q_norm, *k_norm;              /* [head_dim] (Qwen3) or NULL */
@@ -49,6 +67,10 @@ struct kv_model {
     float *small;        /* one allocation: every fp32 vector above */
     int64_t n_params;
     int64_t decode_bytes;
+    int quantized;       /* config.json has a quantization_config */
+    kv_qformat qf;       /* its format */
+    kv_qmat *qmats;      /* [n_layers * 7]: the quantized linear layers (owned) */
+    int64_t n_qmats;
 
     /* run state: one allocation, grown when a bigger batch / context / team arrives */
     void *scratch;
@@ -181,6 +203,45 @@ static kv_status get_mat(const tsrc *s, const char *name, int64_t rows, int64_t 
     return KV_OK;
 }
 
+/* A block linear layer: dense when `name` is in the checkpoint as a float tensor (or the
+ * model is not quantized), else the packed parts quant.h names for it, checked
+ * (dtype, shape, kv_qtensor_validate) and turned into the kernels' view. */
+static kv_status get_lin(kv_model *m, const tsrc *s, const char *name, int64_t rows,
+                         int64_t cols, linw *out, int64_t *n_params, kv_err *err) {
+    out->q = NULL;
+    if (!m->quantized || !s->w || kv_weights_find(s->w, name))
+        return get_mat(s, name, rows, cols, &out->w, n_params, err);
+    kv_qtensor qt;
+    kv_status st = kv_qtensor_init(&qt, m->qf, rows, cols, name, err);
+    if (st) return st;
+    const char *file = "checkpoint";
+    for (int p = 0; p < qt.n_parts; p++) {
+        char pn[320];
+        const kv_tensor *t;
+        if (!kv_qpart_name(&qt, p, name, pn, sizeof pn))
+            return kv_err_set(err, KV_EINVAL, "model: tensor name too long: %s", name);
+        st = kv_weights_get(s->w, pn, KV_DMASK(qt.part[p].dtype), qt.part[p].ndim,
+                            qt.part[p].shape, &t, err);
+        if (st) {
+            if (st == KV_ENOTFOUND)
+                kv_err_prefix(err, "quantized checkpoint: neither %s nor its packed part", name);
+            return st;
+        }
+        qt.data[p] = t->data;
+        if (t->file) file = t->file;
+    }
+    if ((st = kv_qtensor_validate(&qt, name, err))) return kv_err_prefix(err, "%s", file);
+    kv_qmat *qm = &m->qmats[m->n_qmats];
+    if ((st = kv_qmat_init(qm, &qt, name, err))) return st;
+    m->n_qmats++;
+    out->q = qm;
+    out->w = (kv_wmat){KV_DTYPE_F32, NULL, rows, cols, cols};
+    *n_params += rows * cols;
+    return KV_OK;
+}
+
+static size_t lin_bytes(const linw *l) { return l->q ? kv_qmat_bytes(l->q) : wmat_bytes(&l->w); }
+
 static kv_status build(kv_model *m, const tsrc *s, kv_err *err) {
     const kv_config *c = &m->cfg;
     const int64_t H = c->hidden_size, I = c->intermediate_size, hd = c->head_dim;
@@ -194,6 +255,10 @@ static kv_status build(kv_model *m, const tsrc *s, kv_err *err) {
     m->small = kv_malloc((size_t)n_small * sizeof(float), err, "model: small tensors");
     m->layers = kv_calloc((size_t)L, sizeof(layer_w), err, "model: layer table");
     if (!m->small || !m->layers) return err ? err->code : KV_ENOMEM;
+    if (m->quantized) {
+        m->qmats = kv_calloc((size_t)L * 7, sizeof(kv_qmat), err, "model: quantized layer table");
+        if (!m->qmats) return KV_ENOMEM;
+    }
     float *cur = m->small;
     int64_t np = 0;
     char name[256];
@@ -212,19 +277,19 @@ static kv_status build(kv_model *m, const tsrc *s, kv_err *err) {
                           &lw->in_norm, &np, err)) ||
             (st = get_vec(s, NAME("%s.%lld.post_attention_layernorm.weight", p, (long long)l), H,
                           &cur, &lw->post_norm, &np, err)) ||
-            (st = get_mat(s, NAME("%s.%lld.self_attn.q_proj.weight", p, (long long)l), Q, H,
+            (st = get_lin(m, s, NAME("%s.%lld.self_attn.q_proj.weight", p, (long long)l), Q, H,
                           &lw->wq, &np, err)) ||
-            (st = get_mat(s, NAME("%s.%lld.self_attn.k_proj.weight", p, (long long)l), KV, H,
+            (st = get_lin(m, s, NAME("%s.%lld.self_attn.k_proj.weight", p, (long long)l), KV, H,
                           &lw->wk, &np, err)) ||
-            (st = get_mat(s, NAME("%s.%lld.self_attn.v_proj.weight", p, (long long)l), KV, H,
+            (st = get_lin(m, s, NAME("%s.%lld.self_attn.v_proj.weight", p, (long long)l), KV, H,
                           &lw->wv, &np, err)) ||
-            (st = get_mat(s, NAME("%s.%lld.self_attn.o_proj.weight", p, (long long)l), H, Q,
+            (st = get_lin(m, s, NAME("%s.%lld.self_attn.o_proj.weight", p, (long long)l), H, Q,
                           &lw->wo, &np, err)) ||
-            (st = get_mat(s, NAME("%s.%lld.mlp.gate_proj.weight", p, (long long)l), I, H, &lw->wg,
+            (st = get_lin(m, s, NAME("%s.%lld.mlp.gate_proj.weight", p, (long long)l), I, H, &lw->wg,
                           &np, err)) ||
-            (st = get_mat(s, NAME("%s.%lld.mlp.up_proj.weight", p, (long long)l), I, H, &lw->wu,
+            (st = get_lin(m, s, NAME("%s.%lld.mlp.up_proj.weight", p, (long long)l), I, H, &lw->wu,
                           &np, err)) ||
-            (st = get_mat(s, NAME("%s.%lld.mlp.down_proj.weight", p, (long long)l), H, I, &lw->wd,
+            (st = get_lin(m, s, NAME("%s.%lld.mlp.down_proj.weight", p, (long long)l), H, I, &lw->wd,
                           &np, err)))
             return st;
         if (c->qk_norm &&
@@ -268,13 +333,43 @@ static kv_status build(kv_model *m, const tsrc *s, kv_err *err) {
     int64_t bytes = (int64_t)wmat_bytes(&m->lm_head) + H * (int64_t)kv_dtype_size(m->embed.dtype);
     for (int64_t l = 0; l < L; l++) {
         const layer_w *lw = &m->layers[l];
-        bytes += (int64_t)(wmat_bytes(&lw->wq) + wmat_bytes(&lw->wk) + wmat_bytes(&lw->wv) +
-                           wmat_bytes(&lw->wo) + wmat_bytes(&lw->wg) + wmat_bytes(&lw->wu) +
-                           wmat_bytes(&lw->wd));
+        bytes += (int64_t)(lin_bytes(&lw->wq) + lin_bytes(&lw->wk) + lin_bytes(&lw->wv) +
+                           lin_bytes(&lw->wo) + lin_bytes(&lw->wg) + lin_bytes(&lw->wu) +
+                           lin_bytes(&lw->wd));
     }
     m->decode_bytes = bytes + n_small * (int64_t)sizeof(float);
     kv_kernels_init();
     return KV_OK;
+}
+
+/* config.json's "quantization_config": absent -> not quantized; a kvant "format" ->
+ * that format; anything else is a quantization kvant does not run. */
+static kv_status read_quant_config(const char *dir, kv_model *m, kv_err *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *text = NULL;
+    size_t len = 0;
+    kv_status st = kv_read_file(path, &text, &len, err);
+    if (st) return st;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) return kv_err_set(err, KV_EFORMAT, "%s: not valid JSON", path);
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (q && !cJSON_IsNull(q)) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(q, "format");
+        const cJSON *qm = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+        if (!cJSON_IsString(f)) {
+            st = kv_err_set(err, KV_EUNSUPPORTED, "%s: quantization_config (quant_method %s) has "
+                            "no kvant \"format\"; only checkpoints written by kvant quantize "
+                            "are supported", path, cJSON_IsString(qm) ? qm->valuestring : "?");
+        } else if ((st = kv_qformat_parse(f->valuestring, &m->qf, err)) == KV_OK) {
+            m->quantized = 1;
+        } else {
+            kv_err_prefix(err, "%s: quantization_config", path);
+        }
+    }
+    cJSON_Delete(root);
+    return st;
 }
 
 kv_status kv_model_load(const char *dir, kv_model **out, kv_err *err) {
@@ -283,6 +378,7 @@ kv_status kv_model_load(const char *dir, kv_model **out, kv_err *err) {
     if (!m) return KV_ENOMEM;
     kv_status st = kv_config_load(dir, &m->cfg, err);
     if (!st) st = check_config(&m->cfg, dir, err);
+    if (!st) st = read_quant_config(dir, m, err);
     if (!st) st = kv_weights_open(dir, &m->weights, err);
     if (!st) {
         tsrc s = {m->weights, NULL, 0};
@@ -316,6 +412,8 @@ kv_status kv_model_from_tensors(const kv_config *cfg, const kv_tensor *tensors, 
 void kv_model_free(kv_model *m) {
     if (!m) return;
     kv_weights_close(m->weights);
+    for (int64_t i = 0; i < m->n_qmats; i++) kv_qmat_free(&m->qmats[i]);
+    free(m->qmats);
     free(m->layers);
     free(m->small);
     free(m->scratch);
@@ -480,7 +578,7 @@ static void split_rows(int64_t n, int nt, int t, int64_t *r0, int64_t *r1) {
  * one input (q/k/v, gate/up) in one parallel region: each thread takes its row share
  * of every matrix, so the team meets at one barrier instead of n. */
 static void mm_n(kv_model *m, const kv_kernel_ops *ops, int nth, const float *x, int64_t T,
-                 int64_t ldx, int n, const kv_wmat *const *w, const float *const *bias,
+                 int64_t ldx, int n, const linw *const *w, const float *const *bias,
                  float *const *y, const int64_t *ldy) {
     float *work = m->work;
 #pragma omp parallel num_threads(nth)
@@ -488,16 +586,19 @@ static void mm_n(kv_model *m, const kv_kernel_ops *ops, int nth, const float *x,
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         for (int i = 0; i < n; i++) {
             int64_t r0, r1;
-            split_rows(w[i]->n_out, nt, t, &r0, &r1);
-            ops->matmul(x, T, ldx, w[i], bias[i], r0, r1, y[i], ldy[i],
-                        work + (size_t)t * KV_MATMUL_WORK_FLOATS);
+            split_rows(w[i]->w.n_out, nt, t, &r0, &r1);
+            float *wk = work + (size_t)t * KV_MATMUL_WORK_FLOATS;
+            if (w[i]->q)
+                ops->qmatmul(x, T, ldx, w[i]->q, bias[i], r0, r1, y[i], ldy[i], wk);
+            else
+                ops->matmul(x, T, ldx, &w[i]->w, bias[i], r0, r1, y[i], ldy[i], wk);
         }
     }
 }
 
 /* y[T, n_out] = x[T, n_in] W^T (+ bias), weight rows split across the team. */
 static void mm(kv_model *m, const kv_kernel_ops *ops, int nth, const float *x, int64_t T,
-               int64_t ldx, const kv_wmat *w, const float *bias, float *y, int64_t ldy) {
+               int64_t ldx, const linw *w, const float *bias, float *y, int64_t ldy) {
     mm_n(m, ops, nth, x, T, ldx, 1, &w, &bias, &y, &ldy);
 }
 
@@ -602,7 +703,7 @@ kv_status kv_model_forward(kv_model *m, kv_cache *c, const kv_batch *b, kv_logit
 #pragma omp parallel for num_threads(nth) schedule(static) if (T > 1)
         for (int64_t t = 0; t < T; t++) ops->rmsnorm(x + t * H, lw->in_norm, H, eps, xn + t * H);
         {
-            const kv_wmat *w3[3] = {&lw->wq, &lw->wk, &lw->wv};
+            const linw *w3[3] = {&lw->wq, &lw->wk, &lw->wv};
             const float *b3[3] = {lw->bq, lw->bk, lw->bv};
             float *y3[3] = {q, k, v};
             const int64_t ld3[3] = {Q, KV, KV};
@@ -696,7 +797,7 @@ kv_status kv_model_forward(kv_model *m, kv_cache *c, const kv_batch *b, kv_logit
             ops->rmsnorm(xt, lw->post_norm, H, eps, ot);
         }
         {
-            const kv_wmat *w2[2] = {&lw->wg, &lw->wu};
+            const linw *w2[2] = {&lw->wg, &lw->wu};
             const float *b2[2] = {lw->bg, lw->bu};
             float *y2[2] = {g, u};
             const int64_t ld2[2] = {I, I};
@@ -714,17 +815,18 @@ kv_status kv_model_forward(kv_model *m, kv_cache *c, const kv_batch *b, kv_logit
 
     for (int s = 0; s < b->n_seq; s++) c->len[b->slot[s]] += b->n[s];
 
+    const linw head = {m->lm_head, NULL};
     if (mode == KV_LOGITS_ALL) {
 #pragma omp parallel for num_threads(nth) schedule(static) if (T > 1)
         for (int64_t t = 0; t < T; t++) ops->rmsnorm(x + t * H, m->final_norm, H, eps, xn + t * H);
-        mm(m, ops, nth, xn, T, H, &m->lm_head, NULL, logits, V);
+        mm(m, ops, nth, xn, T, H, &head, NULL, logits, V);
     } else if (mode == KV_LOGITS_LAST) {
         int64_t t = 0;
         for (int s = 0; s < b->n_seq; s++) {
             t += b->n[s];
             ops->rmsnorm(x + (t - 1) * H, m->final_norm, H, eps, xn + s * H);
         }
-        mm(m, ops, nth, xn, b->n_seq, H, &m->lm_head, NULL, logits, V);
+        mm(m, ops, nth, xn, b->n_seq, H, &head, NULL, logits, V);
     }
     return KV_OK;
 }
