@@ -201,7 +201,10 @@ AI void gemv_tile_w(int mx, int R, int M, const kv_qmat *w, const float *xs, int
         for (int i = 0; i < M; i++) a0[q][i] = a1[q][i] = _mm512_setzero_ps();
     }
     size_t gi = (size_t)(k0 / G);
+    /* Set before the loop: gcc cannot see that k0 is group-aligned, so the first
+     * iteration always loads t/c for int formats. */
     __m512 t[MAXR], c[MAXR];
+    for (int q = 0; q < MAXR; q++) t[q] = c[q] = _mm512_setzero_ps();
     const __m512i nib = _mm512_set1_epi32(15), magic = _mm512_set1_epi32(0x4B000000);
     for (int64_t k = k0; k < k1; k += 128) {
         const float *xk = xs + (k - k0);
