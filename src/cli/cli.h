@@ -13,6 +13,8 @@ int cli_tokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_report(int argc, char **argv);
+int cli_study(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_pretokenize(int argc, char **argv);
 

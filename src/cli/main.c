@@ -24,6 +24,8 @@ static const char *USAGE =
     "  info MODEL_DIR [--json]                              architecture, sizes, dtypes\n"
     "  eval MODEL_DIR --tasks piqa,mmlu,... [--output F]    benchmarks as lm-eval scores them\n"
     "  quantize IN_DIR OUT_DIR --format F [--method rtn]    quantized checkpoint (RTN)\n"
+    "  report RESULTS... --out DIR                          study tables + plots (md, csv, html)\n"
+    "  study [--config FILE] [--out DIR] [--limit N]        quantize + evaluate a grid, then report\n"
     "  pretokenize --tokenizer T --out DIR FILES...         text -> token shards for train\n"
     "  train --data DIR --out DIR [--config FILE] [--resume] train a Qwen3-shaped model\n"
     "\n"
@@ -104,6 +106,8 @@ int main(int argc, char **argv) {
         {"info", cli_info},
         {"eval", cli_eval},
         {"quantize", cli_quantize},
+        {"report", cli_report},
+        {"study", cli_study},
         {"train", cli_train},
         {"pretokenize", cli_pretokenize},
     };
