@@ -86,14 +86,13 @@ bench: all
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(TEST_SRC) $(BENCH_SRC) include/kvant/*.h
 
-# The README's first command: build, then the main job on the embedded default.
+# The README's first command: build, then the main job on the embedded default: the
+# study (every format x the six study tasks) on the default testbed, printing its table.
 demo: $(BUILD)/kvant
-	$(BUILD)/kvant info $(DEMO_MODEL)
-	@if [ -f $(DATA)/wikitext2/wiki.test.raw ]; then \
-	  echo "== kvant ppl $(DEMO_MODEL) on WikiText-2 test"; \
-	  $(BUILD)/kvant ppl $(DEMO_MODEL) --text $(DATA)/wikitext2/wiki.test.raw --ctx 512; \
+	@if [ -d $(DATA)/wikitext2 ]; then \
+	  $(BUILD)/kvant study --data $(DATA); \
 	else \
-	  echo "== $(DATA)/wikitext2 not found (set KVANT_DATA); using the bundled sample text"; \
+	  echo "== $(DATA) not found (set KVANT_DATA): perplexity of $(DEMO_MODEL) on docs/sample.txt"; \
 	  $(BUILD)/kvant ppl $(DEMO_MODEL) --text docs/sample.txt --ctx 512; \
 	fi
 
