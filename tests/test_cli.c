@@ -161,6 +161,28 @@ static void test_bad_input(void) {
     rmdir(dir);
 }
 
+/* The option parser every command but ppl, generate, train and pretokenize shares
+ * (cli_parse): each kind of usage error, exit code 2, message naming the argument. */
+static void test_option_parsing(void) {
+    expect("eval models/tiny-qwen3 --tasks", 2, "--tasks needs a value");
+    expect("eval models/tiny-qwen3 --tasks piqa --limit 0", 2, "--limit needs a positive integer");
+    expect("eval models/tiny-qwen3 --tasks piqa --num-fewshot", 2, "--num-fewshot needs an integer 0-64");
+    expect("eval models/tiny-qwen3 --tasks piqa --bogus", 2, "unknown option '--bogus'");
+    expect("eval models/tiny-qwen3 other --tasks piqa", 2, "unexpected argument 'other'");
+    expect("eval - --tasks piqa", 2, "unknown option '-'");
+    expect("eval --tasks piqa -q", 2, "missing MODEL_DIR");
+    expect("study --threads 0", 2, "--threads needs a positive integer");
+    expect("study extra", 2, "unexpected argument 'extra'");
+    expect("quantize a b c --format mxfp4", 2, "unexpected argument 'c'");
+    expect("quantize a --format mxfp4", 2, "missing IN_DIR or OUT_DIR");
+    expect("quantize a b --format mxfp4 --max-shard-mb x", 2, "--max-shard-mb needs a positive integer");
+    expect("info models/tiny-qwen3 --yaml", 2, "unknown option '--yaml'");
+    expect("tokenize", 2, "missing MODEL_DIR");
+    expect("report --out", 2, "--out needs a value");
+    expect("report --out /tmp/x", 2, "missing RESULTS");
+    expect("report a.json", 2, "missing --out DIR");
+}
+
 int main(void) {
     char *buf = NULL;
     size_t len;
@@ -175,6 +197,7 @@ int main(void) {
     KV_RUN(test_tokenize_cli);
     KV_RUN(test_info_and_generate);
     KV_RUN(test_bad_input);
+    KV_RUN(test_option_parsing);
     cJSON_Delete(expected);
     return kv_test_summary();
 }

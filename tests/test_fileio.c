@@ -121,6 +121,17 @@ static void test_path_join(void) {
     CHECK_ERR(kv_path_join(buf, sizeof buf, NULL, "x", &err), &err, KV_EINVAL, "NULL");
 }
 
+static void test_path_base(void) {
+    char b[8];
+    CHECK(strcmp(kv_path_base("models/qwen3-8b", b, sizeof b), "qwen3-8") == 0); /* cut */
+    CHECK(strcmp(kv_path_base("a/bc/", b, sizeof b), "bc") == 0);
+    CHECK(strcmp(kv_path_base("a//", b, sizeof b), "a") == 0);
+    CHECK(strcmp(kv_path_base("plain", b, sizeof b), "plain") == 0);
+    CHECK(strcmp(kv_path_base("/", b, sizeof b), "") == 0);
+    CHECK(strcmp(kv_path_base("", b, sizeof b), "") == 0);
+    CHECK(strcmp(kv_path_base("x", b, 1), "") == 0);
+}
+
 static void test_atomic_replace(void) {
     char p[512];
     kv_err err;
@@ -216,6 +227,7 @@ int main(void) {
     KV_RUN(test_read_file);
     KV_RUN(test_is_file_dir);
     KV_RUN(test_path_join);
+    KV_RUN(test_path_base);
     KV_RUN(test_atomic_replace);
     KV_RUN(test_atomic_abort);
     KV_RUN(test_atomic_errors);

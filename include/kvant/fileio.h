@@ -17,6 +17,9 @@ int kv_is_file(const char *path);
 int kv_is_dir(const char *path);
 /* dir + "/" + name into buf (cap bytes); error if too long. */
 kv_status kv_path_join(char *buf, size_t cap, const char *dir, const char *name, kv_err *err);
+/* The last component of path, trailing slashes ignored ("a/b/" -> "b"), into buf (cap
+ * bytes, cap >= 1; truncated to fit). Returns buf. */
+const char *kv_path_base(const char *path, char *buf, size_t cap);
 
 typedef struct {
     FILE *fp;

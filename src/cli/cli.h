@@ -33,6 +33,36 @@ void cli_set_threads(int64_t n);
  * argument in *val, advance *i and return 1; if the value is missing, return -1. */
 int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
 
+/* A command's options, for cli_parse. */
+typedef struct {
+    const char *name;  /* "--limit" */
+    const char *alias; /* another spelling ("-q"), or NULL */
+    char kind;         /* 's': string value, 'i': integer value in [lo, hi], 'f': flag */
+    void *dst;         /* 's': const char **, 'i': int64_t *, 'f': int * (set to 1) */
+    int64_t lo, hi;
+    const char *need;  /* 'i': what a bad value gets told: "--limit needs <need>" */
+} cli_optdef;
+
+#define CLI_STR(name, dst) {name, NULL, 's', dst, 0, 0, NULL}
+#define CLI_INT(name, dst, lo, hi, need) {name, NULL, 'i', dst, lo, hi, need}
+#define CLI_FLAG(name, alias, dst) {name, alias, 'f', dst, 0, 0, NULL}
+#define CLI_THREADS(dst) CLI_INT("--threads", dst, 1, 4096, "a positive integer")
+#define CLI_QUIET(dst) CLI_FLAG("--quiet", "-q", dst)
+#define CLI_N_OPTS(opts) (int)(sizeof(opts) / sizeof((opts)[0]))
+
+typedef struct {
+    const char *cmd, *usage; /* for usage errors */
+    const cli_optdef *opts;
+    int n_opts;
+    const char **pos;        /* positional arguments in order (left as they were when absent) */
+    int max_pos;             /* more is a usage error */
+    int dash_is_arg;         /* a lone "-" is a positional argument, not an unknown option */
+} cli_spec;
+
+/* Parse argv[1..argc) against spec. Returns 0, or 2 after printing a usage error (a
+ * missing or bad value, an unknown option, one positional argument too many). */
+int cli_parse(const cli_spec *spec, int argc, char **argv);
+
 #include <stdio.h>
 /* Write s as a JSON string literal (quoted, escaped). */
 void cli_json_str(FILE *f, const char *s);

@@ -115,45 +115,25 @@ static void write_task(FILE *f, const task_run *r, int log_samples) {
 }
 
 int cli_eval(int argc, char **argv) {
-    const char *dir = NULL, *tasks = NULL, *output = NULL, *data = NULL, *v;
+    const char *dir = NULL, *tasks = NULL, *output = NULL, *data = NULL;
     int64_t limit = 0, shots = -1, batch = 16, maxlen = 0, ctx = 2048, threads = 0;
     int quiet = 0, log_samples = 0;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if ((r = cli_opt(argc, argv, &i, "--tasks", &tasks)) ||
-            (r = cli_opt(argc, argv, &i, "--output", &output)) ||
-            (r = cli_opt(argc, argv, &i, "--data", &data))) {
-            if (r < 0) return cli_usage_error("eval", EVAL_USAGE, "%s needs a value", argv[i]);
-        } else if ((r = cli_opt(argc, argv, &i, "--limit", &v))) {
-            if (r < 0 || cli_parse_i64(v, 1, INT64_MAX / 2, &limit))
-                return cli_usage_error("eval", EVAL_USAGE, "--limit needs a positive integer");
-        } else if ((r = cli_opt(argc, argv, &i, "--num-fewshot", &v))) {
-            if (r < 0 || cli_parse_i64(v, 0, 64, &shots))
-                return cli_usage_error("eval", EVAL_USAGE, "--num-fewshot needs an integer 0-64");
-        } else if ((r = cli_opt(argc, argv, &i, "--batch", &v))) {
-            if (r < 0 || cli_parse_i64(v, 1, 4096, &batch))
-                return cli_usage_error("eval", EVAL_USAGE, "--batch needs an integer 1-4096");
-        } else if ((r = cli_opt(argc, argv, &i, "--max-length", &v))) {
-            if (r < 0 || cli_parse_i64(v, 2, 1 << 22, &maxlen))
-                return cli_usage_error("eval", EVAL_USAGE, "--max-length needs an integer >= 2");
-        } else if ((r = cli_opt(argc, argv, &i, "--ctx", &v))) {
-            if (r < 0 || cli_parse_i64(v, 2, 1 << 22, &ctx))
-                return cli_usage_error("eval", EVAL_USAGE, "--ctx needs an integer >= 2");
-        } else if ((r = cli_opt(argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_parse_i64(v, 1, 4096, &threads))
-                return cli_usage_error("eval", EVAL_USAGE, "--threads needs a positive integer");
-        } else if (!strcmp(argv[i], "--log-samples")) {
-            log_samples = 1;
-        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            quiet = 1;
-        } else if (argv[i][0] == '-') {
-            return cli_usage_error("eval", EVAL_USAGE, "unknown option '%s'", argv[i]);
-        } else if (!dir) {
-            dir = argv[i];
-        } else {
-            return cli_usage_error("eval", EVAL_USAGE, "unexpected argument '%s'", argv[i]);
-        }
-    }
+    const cli_optdef opts[] = {
+        CLI_STR("--tasks", &tasks),
+        CLI_STR("--output", &output),
+        CLI_STR("--data", &data),
+        CLI_INT("--limit", &limit, 1, INT64_MAX / 2, "a positive integer"),
+        CLI_INT("--num-fewshot", &shots, 0, 64, "an integer 0-64"),
+        CLI_INT("--batch", &batch, 1, 4096, "an integer 1-4096"),
+        CLI_INT("--max-length", &maxlen, 2, 1 << 22, "an integer >= 2"),
+        CLI_INT("--ctx", &ctx, 2, 1 << 22, "an integer >= 2"),
+        CLI_THREADS(&threads),
+        CLI_FLAG("--log-samples", NULL, &log_samples),
+        CLI_QUIET(&quiet),
+    };
+    const cli_spec spec = {"eval", EVAL_USAGE, opts, CLI_N_OPTS(opts), &dir, 1, 0};
+    int bad = cli_parse(&spec, argc, argv);
+    if (bad) return bad;
     if (!dir) return cli_usage_error("eval", EVAL_USAGE, "missing MODEL_DIR");
     if (!tasks || !*tasks) return cli_usage_error("eval", EVAL_USAGE, "missing --tasks");
     cli_set_threads(threads);

@@ -1,7 +1,6 @@
 /* cli_info.c — `kvant info MODEL_DIR [--json]`: architecture, sizes, dtypes and
  * parameter count, read from config.json and the safetensors headers only. */
 #include <stdio.h>
-#include <string.h>
 
 #include "cli/cli.h"
 #include "kvant/config.h"
@@ -14,12 +13,10 @@ static const char *INFO_USAGE = "kvant info MODEL_DIR [--json]";
 int cli_info(int argc, char **argv) {
     const char *dir = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] == '-') return cli_usage_error("info", INFO_USAGE, "unknown option '%s'", argv[i]);
-        else if (!dir) dir = argv[i];
-        else return cli_usage_error("info", INFO_USAGE, "unexpected argument '%s'", argv[i]);
-    }
+    const cli_optdef opts[] = {CLI_FLAG("--json", NULL, &json)};
+    const cli_spec spec = {"info", INFO_USAGE, opts, CLI_N_OPTS(opts), &dir, 1, 0};
+    int bad = cli_parse(&spec, argc, argv);
+    if (bad) return bad;
     if (!dir) return cli_usage_error("info", INFO_USAGE, "missing MODEL_DIR");
     kv_err err = {0};
     kv_config cfg;

@@ -18,36 +18,23 @@ static const char *QUANT_USAGE =
     "{2,3,4,8}, G in {32,64,128})";
 
 int cli_quantize(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *fmt = NULL, *method = "rtn", *mx = "spec", *v;
+    const char *fmt = NULL, *method = "rtn", *mx = "spec";
+    const char *pos[2] = {NULL, NULL}; /* IN_DIR, OUT_DIR */
     int64_t threads = 0, shard_mb = 0;
     int quiet = 0, force = 0;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if ((r = cli_opt(argc, argv, &i, "--format", &fmt)) ||
-            (r = cli_opt(argc, argv, &i, "--method", &method)) ||
-            (r = cli_opt(argc, argv, &i, "--mx-scale", &mx))) {
-            if (r < 0) return cli_usage_error("quantize", QUANT_USAGE, "%s needs a value", argv[i]);
-        } else if ((r = cli_opt(argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_parse_i64(v, 1, 4096, &threads))
-                return cli_usage_error("quantize", QUANT_USAGE, "--threads needs a positive integer");
-        } else if ((r = cli_opt(argc, argv, &i, "--max-shard-mb", &v))) {
-            if (r < 0 || cli_parse_i64(v, 1, (int64_t)1 << 40, &shard_mb))
-                return cli_usage_error("quantize", QUANT_USAGE,
-                                       "--max-shard-mb needs a positive integer");
-        } else if (!strcmp(argv[i], "--force")) {
-            force = 1;
-        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            quiet = 1;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error("quantize", QUANT_USAGE, "unknown option '%s'", argv[i]);
-        } else if (!in) {
-            in = argv[i];
-        } else if (!out) {
-            out = argv[i];
-        } else {
-            return cli_usage_error("quantize", QUANT_USAGE, "unexpected argument '%s'", argv[i]);
-        }
-    }
+    const cli_optdef opts[] = {
+        CLI_STR("--format", &fmt),
+        CLI_STR("--method", &method),
+        CLI_STR("--mx-scale", &mx),
+        CLI_THREADS(&threads),
+        CLI_INT("--max-shard-mb", &shard_mb, 1, (int64_t)1 << 40, "a positive integer"),
+        CLI_FLAG("--force", NULL, &force),
+        CLI_QUIET(&quiet),
+    };
+    const cli_spec spec = {"quantize", QUANT_USAGE, opts, CLI_N_OPTS(opts), pos, 2, 1};
+    int bad = cli_parse(&spec, argc, argv);
+    if (bad) return bad;
+    const char *in = pos[0], *out = pos[1];
     if (!in || !out) return cli_usage_error("quantize", QUANT_USAGE, "missing IN_DIR or OUT_DIR");
     if (!fmt) return cli_usage_error("quantize", QUANT_USAGE, "missing --format");
     kv_err err = {0};

@@ -7,7 +7,6 @@
  * the same cell given twice) on stderr; warnings never stop the report. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli/cli.h"
 #include "kvant/report.h"
@@ -19,34 +18,30 @@ static const char *REPORT_USAGE =
 int cli_report(int argc, char **argv) {
     const char *out = NULL;
     int quiet = 0, n_in = 0;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if ((r = cli_opt(argc, argv, &i, "--out", &out))) {
-            if (r < 0) return cli_usage_error("report", REPORT_USAGE, "--out needs a value");
-        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            quiet = 1;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error("report", REPORT_USAGE, "unknown option '%s'", argv[i]);
-        } else {
-            n_in++;
-        }
+    const char **in = calloc((size_t)argc, sizeof *in); /* RESULTS, NULL-terminated */
+    if (!in) {
+        fprintf(stderr, "kvant: out of memory\n");
+        return 1;
     }
-    if (!n_in) return cli_usage_error("report", REPORT_USAGE, "missing RESULTS");
-    if (!out || !*out) return cli_usage_error("report", REPORT_USAGE, "missing --out DIR");
+    const cli_optdef opts[] = {CLI_STR("--out", &out), CLI_QUIET(&quiet)};
+    const cli_spec spec = {"report", REPORT_USAGE, opts, CLI_N_OPTS(opts), in, argc - 1, 1};
+    int bad = cli_parse(&spec, argc, argv);
+    while (!bad && in[n_in]) n_in++;
+    if (!bad && !n_in) bad = cli_usage_error("report", REPORT_USAGE, "missing RESULTS");
+    if (!bad && (!out || !*out))
+        bad = cli_usage_error("report", REPORT_USAGE, "missing --out DIR");
+    if (bad) {
+        free(in);
+        return bad;
+    }
 
     kv_err err = {0};
     kv_report *rep = NULL;
     char *table = NULL;
     int rc = 1;
     if (kv_report_new(&rep, &err)) goto fail;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--out")) {
-            i++;
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1]) continue;
-        if (kv_report_add_path(rep, argv[i], &err)) goto fail;
-    }
+    for (int i = 0; i < n_in; i++)
+        if (kv_report_add_path(rep, in[i], &err)) goto fail;
     for (int i = 0; i < kv_report_n_warnings(rep); i++)
         fprintf(stderr, "kvant report: warning: %s\n", kv_report_warning(rep, i));
     if (kv_report_write(rep, out, &err)) goto fail;
@@ -61,6 +56,7 @@ int cli_report(int argc, char **argv) {
 fail:
     cli_fail(&err);
 done:
+    free(in);
     free(table);
     kv_report_free(rep);
     return rc;

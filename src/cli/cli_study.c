@@ -24,29 +24,20 @@ static void log_line(void *ud, const char *line) {
 }
 
 int cli_study(int argc, char **argv) {
-    const char *config = NULL, *out = NULL, *data = NULL, *v;
+    const char *config = NULL, *out = NULL, *data = NULL;
     int64_t limit = 0, threads = 0;
     int quiet = 0;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if ((r = cli_opt(argc, argv, &i, "--config", &config)) ||
-            (r = cli_opt(argc, argv, &i, "--out", &out)) ||
-            (r = cli_opt(argc, argv, &i, "--data", &data))) {
-            if (r < 0) return cli_usage_error("study", STUDY_USAGE, "%s needs a value", argv[i]);
-        } else if ((r = cli_opt(argc, argv, &i, "--limit", &v))) {
-            if (r < 0 || cli_parse_i64(v, 1, INT64_MAX / 4, &limit))
-                return cli_usage_error("study", STUDY_USAGE, "--limit needs a positive integer");
-        } else if ((r = cli_opt(argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_parse_i64(v, 1, 4096, &threads))
-                return cli_usage_error("study", STUDY_USAGE, "--threads needs a positive integer");
-        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            quiet = 1;
-        } else if (argv[i][0] == '-') {
-            return cli_usage_error("study", STUDY_USAGE, "unknown option '%s'", argv[i]);
-        } else {
-            return cli_usage_error("study", STUDY_USAGE, "unexpected argument '%s'", argv[i]);
-        }
-    }
+    const cli_optdef opts[] = {
+        CLI_STR("--config", &config),
+        CLI_STR("--out", &out),
+        CLI_STR("--data", &data),
+        CLI_INT("--limit", &limit, 1, INT64_MAX / 4, "a positive integer"),
+        CLI_THREADS(&threads),
+        CLI_QUIET(&quiet),
+    };
+    const cli_spec spec = {"study", STUDY_USAGE, opts, CLI_N_OPTS(opts), NULL, 0, 0};
+    int bad = cli_parse(&spec, argc, argv);
+    if (bad) return bad;
     cli_set_threads(threads);
 
     kv_err err = {0};

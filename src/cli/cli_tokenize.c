@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli/cli.h"
 #include "kvant/tokenizer.h"
@@ -40,14 +39,15 @@ static kv_status read_stdin(char **buf, size_t *len, kv_err *err) {
 
 int cli_tokenize(int argc, char **argv) {
     const char *dir = NULL;
-    int flags = 0, decode = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--add-special")) flags |= KV_TOK_ADD_SPECIAL;
-        else if (!strcmp(argv[i], "--decode")) decode = 1;
-        else if (argv[i][0] == '-') return cli_usage_error("tokenize", TOK_USAGE, "unknown option '%s'", argv[i]);
-        else if (!dir) dir = argv[i];
-        else return cli_usage_error("tokenize", TOK_USAGE, "unexpected argument '%s'", argv[i]);
-    }
+    int add_special = 0, decode = 0;
+    const cli_optdef opts[] = {
+        CLI_FLAG("--add-special", NULL, &add_special),
+        CLI_FLAG("--decode", NULL, &decode),
+    };
+    const cli_spec spec = {"tokenize", TOK_USAGE, opts, CLI_N_OPTS(opts), &dir, 1, 0};
+    int bad = cli_parse(&spec, argc, argv);
+    if (bad) return bad;
+    int flags = add_special ? KV_TOK_ADD_SPECIAL : 0;
     if (!dir) return cli_usage_error("tokenize", TOK_USAGE, "missing MODEL_DIR");
     kv_err err = {0};
     kv_tokenizer *tok = NULL;

@@ -73,6 +73,36 @@ int cli_opt(int argc, char **argv, int *i, const char *name, const char **val) {
     return 1;
 }
 
+int cli_parse(const cli_spec *spec, int argc, char **argv) {
+    int n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const cli_optdef *d = NULL;
+        for (int k = 0; k < spec->n_opts && !d; k++)
+            if (!strcmp(a, spec->opts[k].name) ||
+                (spec->opts[k].alias && !strcmp(a, spec->opts[k].alias)))
+                d = &spec->opts[k];
+        if (d && d->kind == 'f') {
+            *(int *)d->dst = 1;
+        } else if (d) {
+            const char *v = i + 1 < argc ? argv[++i] : NULL;
+            if (d->kind == 's') {
+                if (!v) return cli_usage_error(spec->cmd, spec->usage, "%s needs a value", a);
+                *(const char **)d->dst = v;
+            } else if (!v || cli_parse_i64(v, d->lo, d->hi, (int64_t *)d->dst)) {
+                return cli_usage_error(spec->cmd, spec->usage, "%s needs %s", d->name, d->need);
+            }
+        } else if (a[0] == '-' && (a[1] || !spec->dash_is_arg)) {
+            return cli_usage_error(spec->cmd, spec->usage, "unknown option '%s'", a);
+        } else if (n_pos < spec->max_pos) {
+            spec->pos[n_pos++] = a;
+        } else {
+            return cli_usage_error(spec->cmd, spec->usage, "unexpected argument '%s'", a);
+        }
+    }
+    return 0;
+}
+
 void cli_json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {

@@ -9,13 +9,12 @@
 
 #include "kvant/err.h"
 #include "kvant/eval.h"
+#include "kvant/sbuf.h"
 
 /* ---- growable NUL-terminated string ------------------------------------------------ */
-typedef struct {
-    char *p;
-    size_t n, cap;
-} ev_str;
-int ev_str_put(ev_str *s, const char *p, size_t n); /* 0, or -1 on OOM */
+/* A kv_sbuf with return codes, so eval code can chain appends with ||. */
+typedef kv_sbuf ev_str;
+int ev_str_put(ev_str *s, const char *p, size_t n); /* 0, or -1 on OOM (now or before) */
 int ev_str_puts(ev_str *s, const char *p);
 void ev_str_free(ev_str *s);
 

@@ -225,6 +225,24 @@ static int cmp_group(const void *a, const void *b) {
     return fa < fb ? -1 : fa > fb;
 }
 
+/* Score the requests in their groups with context length L; the run's time goes to
+ * r->seconds and its token count to r->tokens_run. */
+static kv_status score(kv_model *m, const kv_task *t, ev_req *req, int64_t nreq,
+                       const ev_group *grp, int64_t ng, const kv_eval_opts *o, int64_t L,
+                       kv_progress *prog, kv_task_result *r, kv_err *err) {
+    ev_loglik_opts lo = {L, o->batch > 0 ? o->batch : 16};
+    if (prog) prog->total = nreq;
+    double t0 = kv_now();
+    kv_status st = ev_loglik_run(m, req, nreq, grp, ng, &lo, prog, &r->tokens_run, err);
+    if (st) {
+        kv_err_prefix(err, "%s", kv_task_name(t));
+        return st;
+    }
+    r->seconds = kv_now() - t0;
+    if (prog) kv_progress_end(prog, nreq);
+    return KV_OK;
+}
+
 static kv_status run_mc(kv_model *m, const kv_tokenizer *tok, const kv_task *t,
                         const kv_eval_opts *o, int64_t L, kv_progress *prog, kv_task_result *r,
                         kv_err *err) {
@@ -312,15 +330,7 @@ static kv_status run_mc(kv_model *m, const kv_tokenizer *tok, const kv_task *t,
     }
     g_sort_req = req;
     qsort(grp, (size_t)ng, sizeof *grp, cmp_group);
-    ev_loglik_opts lo = {L, o->batch > 0 ? o->batch : 16};
-    if (prog) prog->total = nreq;
-    double t0 = kv_now();
-    if ((st = ev_loglik_run(m, req, nreq, grp, ng, &lo, prog, &r->tokens_run, err))) {
-        kv_err_prefix(err, "%s", kv_task_name(t));
-        goto done;
-    }
-    r->seconds = kv_now() - t0;
-    if (prog) kv_progress_end(prog, nreq);
+    if ((st = score(m, t, req, nreq, grp, ng, o, L, prog, r, err))) goto done;
 
     for (int64_t i = 0; i < n; i++) {
         const kv_mc_doc *d = kv_task_mc_doc(t, i);
@@ -448,15 +458,7 @@ static kv_status run_rolling(kv_model *m, const kv_tokenizer *tok, const kv_task
             done_ = end;
         }
     }
-    ev_loglik_opts lo = {L, o->batch > 0 ? o->batch : 16};
-    if (prog) prog->total = nw;
-    double t0 = kv_now();
-    if ((st = ev_loglik_run(m, req, nw, grp, nw, &lo, prog, &r->tokens_run, err))) {
-        kv_err_prefix(err, "%s", kv_task_name(t));
-        goto done;
-    }
-    r->seconds = kv_now() - t0;
-    if (prog) kv_progress_end(prog, nw);
+    if ((st = score(m, t, req, nw, grp, nw, o, L, prog, r, err))) goto done;
     double sll = 0;
     int64_t sw = 0, sb = 0;
     for (int64_t i = 0; i < n; i++) {

@@ -12,28 +12,13 @@
 #include "kvant/fileio.h"
 
 int ev_str_put(ev_str *s, const char *p, size_t n) {
-    if (s->n + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 64;
-        while (cap < s->n + n + 1) cap *= 2;
-        char *q = realloc(s->p, cap);
-        if (!q) return -1;
-        s->p = q;
-        s->cap = cap;
-    }
-    if (n) memcpy(s->p + s->n, p, n);
-    s->n += n;
-    s->p[s->n] = '\0';
-    return 0;
+    kv_sbuf_put(s, p, n);
+    return s->oom ? -1 : 0;
 }
 
 int ev_str_puts(ev_str *s, const char *p) { return ev_str_put(s, p, strlen(p)); }
 
-void ev_str_free(ev_str *s) {
-    if (!s) return;
-    free(s->p);
-    s->p = NULL;
-    s->n = s->cap = 0;
-}
+void ev_str_free(ev_str *s) { kv_sbuf_free(s); }
 
 uint32_t ev_utf8_next(const char *str, size_t len, int *n) {
     const unsigned char *s = (const unsigned char *)str;

@@ -36,6 +36,12 @@ static ev_record *rec_push(ev_records *r, kv_err *err) {
     return e;
 }
 
+/* Index of the '\n' ending the line that starts at p, or len for the last line. */
+static size_t line_end(const char *buf, size_t p, size_t len) {
+    while (p < len && buf[p] != '\n') p++;
+    return p;
+}
+
 static char *dupn(const char *s, size_t n, kv_err *err) {
     char *d = kv_malloc(n + 1, err, "eval data: string");
     if (!d) return NULL;
@@ -70,8 +76,7 @@ kv_status ev_read_piqa(const char *jsonl, const char *labels, ev_records *out, k
     }
     int64_t line = 0;
     for (size_t p = 0; p < len;) {
-        size_t e = p;
-        while (e < len && buf[e] != '\n') e++;
+        size_t e = line_end(buf, p, len);
         line++;
         char where[600];
         snprintf(where, sizeof where, "%s:%lld", jsonl, (long long)line);
@@ -97,8 +102,7 @@ kv_status ev_read_piqa(const char *jsonl, const char *labels, ev_records *out, k
     /* labels: one 0/1 per line, lined up with the jsonl lines */
     int64_t n = 0;
     for (size_t p = 0; p < llen;) {
-        size_t e = p;
-        while (e < llen && lab[e] != '\n') e++;
+        size_t e = line_end(lab, p, llen);
         n++;
         if (e - p != 1 || (lab[p] != '0' && lab[p] != '1')) {
             st = kv_err_set(err, KV_EFORMAT, "%s:%lld: expected a label 0 or 1, got '%.*s'", labels,
@@ -304,8 +308,7 @@ kv_status ev_read_leipzig(const char *path, ev_records *out, kv_err *err) {
     if (st) return st;
     int64_t line = 0;
     for (size_t p = 0; p < len && !st;) {
-        size_t e = p;
-        while (e < len && buf[e] != '\n') e++;
+        size_t e = line_end(buf, p, len);
         line++;
         size_t t = p;
         while (t < e && buf[t] >= '0' && buf[t] <= '9') t++;

@@ -116,19 +116,26 @@ static kv_status get_token_id(const cJSON *obj, const char *key, const char *nam
     return KV_OK;
 }
 
+/* Set cfg->arch and arch_name from the table entry whose class name (by_model_type 0)
+ * or model_type (1) is s; 0 when there is none. */
+static int set_arch(kv_config *cfg, const char *s, int by_model_type) {
+    for (int i = 0; i < N_ARCHS; i++) {
+        if (strcmp(s, by_model_type ? archs[i].model_type : archs[i].arch_name) == 0) {
+            cfg->arch = archs[i].arch;
+            snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", archs[i].arch_name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static kv_status get_arch(const cJSON *root, const char *name, kv_config *cfg, kv_err *err) {
     const cJSON *a = get(root, "architectures");
     if (a && cJSON_IsArray(a) && a->child) {
         const cJSON *a0 = a->child;
         if (!cJSON_IsString(a0) || !a0->valuestring)
             return kv_err_set(err, KV_EFORMAT, "%s: architectures[0] is not a string", name);
-        for (int i = 0; i < N_ARCHS; i++) {
-            if (strcmp(a0->valuestring, archs[i].arch_name) == 0) {
-                cfg->arch = archs[i].arch;
-                snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", archs[i].arch_name);
-                return KV_OK;
-            }
-        }
+        if (set_arch(cfg, a0->valuestring, 0)) return KV_OK;
         return kv_err_set(err, KV_EUNSUPPORTED,
                           "%s: architecture \"%.64s\" not supported (supported: "
                           "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM)",
@@ -142,13 +149,7 @@ static kv_status get_arch(const cJSON *root, const char *name, kv_config *cfg, k
                           "%s: neither \"architectures\" nor \"model_type\" is given", name);
     if (!cJSON_IsString(mt) || !mt->valuestring)
         return kv_err_set(err, KV_EFORMAT, "%s: \"model_type\" is not a string", name);
-    for (int i = 0; i < N_ARCHS; i++) {
-        if (strcmp(mt->valuestring, archs[i].model_type) == 0) {
-            cfg->arch = archs[i].arch;
-            snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", archs[i].arch_name);
-            return KV_OK;
-        }
-    }
+    if (set_arch(cfg, mt->valuestring, 1)) return KV_OK;
     return kv_err_set(err, KV_EUNSUPPORTED,
                       "%s: model_type \"%.64s\" not supported (supported: qwen3, qwen2, llama)",
                       name, mt->valuestring);

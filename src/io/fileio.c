@@ -111,6 +111,17 @@ kv_status kv_path_join(char *buf, size_t cap, const char *dir, const char *name,
     return KV_OK;
 }
 
+const char *kv_path_base(const char *path, char *buf, size_t cap) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/') b--;
+    size_t len = n - b < cap - 1 ? n - b : cap - 1;
+    memcpy(buf, path + b, len);
+    buf[len] = '\0';
+    return buf;
+}
+
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = malloc(n);

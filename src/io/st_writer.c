@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kvant/fileio.h"
+#include "kvant/sbuf.h"
 
 typedef struct {
     char *name;
@@ -40,58 +41,8 @@ struct kv_st_sink {
     uint64_t want, got;
 };
 
-/* ---- a growable string for the header ---- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t len) {
-    if (b->oom) return;
-    if (b->n + len + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 1024;
-        while (c < b->n + len + 1) c *= 2;
-        char *q = realloc(b->p, c);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_i64(sbuf *b, long long v) {
-    char tmp[32];
-    int k = snprintf(tmp, sizeof tmp, "%lld", v);
-    sb_put(b, tmp, (size_t)k);
-}
-
-/* A JSON string literal: quotes, backslashes and control bytes escaped; other bytes
- * (UTF-8) copied as they are. */
-static void sb_json_str(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-        if (*q == '"' || *q == '\\') {
-            char e[2] = {'\\', (char)*q};
-            sb_put(b, e, 2);
-        } else if (*q < 0x20) {
-            char e[8];
-            snprintf(e, sizeof e, "\\u%04x", *q);
-            sb_put(b, e, 6);
-        } else {
-            sb_put(b, (const char *)q, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
+/* A NUL-terminated string as a JSON string literal. */
+static void put_json(kv_sbuf *b, const char *s) { kv_sbuf_json_str(b, s, strlen(s)); }
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
@@ -267,42 +218,43 @@ kv_status kv_st_sink_write(kv_st_sink *s, const void *data, size_t n, kv_err *er
 
 /* Header JSON of tensors [i0, i1) with offsets relative to this file's data section,
  * padded with spaces so that 8 + length is a multiple of 8. */
-static kv_status build_header(const kv_st_writer *w, int i0, int i1, sbuf *b, kv_err *err) {
-    sb_str(b, "{");
+static kv_status build_header(const kv_st_writer *w, int i0, int i1, kv_sbuf *b,
+                              kv_err *err) {
+    kv_sbuf_str(b, "{");
     int first = 1;
     if (w->n_meta) {
-        sb_str(b, "\"__metadata__\":{");
+        kv_sbuf_str(b, "\"__metadata__\":{");
         for (int i = 0; i < w->n_meta; i++) {
-            if (i) sb_str(b, ",");
-            sb_json_str(b, w->meta_key[i]);
-            sb_str(b, ":");
-            sb_json_str(b, w->meta_val[i]);
+            if (i) kv_sbuf_str(b, ",");
+            put_json(b, w->meta_key[i]);
+            kv_sbuf_str(b, ":");
+            put_json(b, w->meta_val[i]);
         }
-        sb_str(b, "}");
+        kv_sbuf_str(b, "}");
         first = 0;
     }
     uint64_t off = 0;
     for (int i = i0; i < i1; i++) {
         const st_entry *e = &w->t[i];
-        if (!first) sb_str(b, ",");
+        if (!first) kv_sbuf_str(b, ",");
         first = 0;
-        sb_json_str(b, e->name);
-        sb_str(b, ":{\"dtype\":\"");
-        sb_str(b, kv_dtype_name(e->dtype));
-        sb_str(b, "\",\"shape\":[");
+        put_json(b, e->name);
+        kv_sbuf_str(b, ":{\"dtype\":\"");
+        kv_sbuf_str(b, kv_dtype_name(e->dtype));
+        kv_sbuf_str(b, "\",\"shape\":[");
         for (int d = 0; d < e->ndim; d++) {
-            if (d) sb_str(b, ",");
-            sb_i64(b, (long long)e->shape[d]);
+            if (d) kv_sbuf_str(b, ",");
+            kv_sbuf_printf(b, "%lld", (long long)e->shape[d]);
         }
-        sb_str(b, "],\"data_offsets\":[");
-        sb_i64(b, (long long)off);
-        sb_str(b, ",");
+        kv_sbuf_str(b, "],\"data_offsets\":[");
+        kv_sbuf_printf(b, "%lld", (long long)off);
+        kv_sbuf_str(b, ",");
         off += e->nbytes;
-        sb_i64(b, (long long)off);
-        sb_str(b, "]}");
+        kv_sbuf_printf(b, "%lld", (long long)off);
+        kv_sbuf_str(b, "]}");
     }
-    sb_str(b, "}");
-    while (!b->oom && (8 + b->n) % 8 != 0) sb_str(b, " ");
+    kv_sbuf_str(b, "}");
+    while (!b->oom && (8 + b->n) % 8 != 0) kv_sbuf_str(b, " ");
     if (b->oom)
         return kv_err_set(err, KV_ENOMEM, "st_writer: out of memory building a header of %zu "
                           "bytes", b->n);
@@ -311,7 +263,7 @@ static kv_status build_header(const kv_st_writer *w, int i0, int i1, sbuf *b, kv
 
 /* Write tensors [i0, i1) to path atomically. */
 static kv_status write_range(kv_st_writer *w, const char *path, int i0, int i1, kv_err *err) {
-    sbuf hb = {0};
+    kv_sbuf hb = {0};
     kv_atomic_file af = {0};
     kv_status st = build_header(w, i0, i1, &hb, err);
     if (st) goto fail;
@@ -342,11 +294,11 @@ static kv_status write_range(kv_st_writer *w, const char *path, int i0, int i1, 
             goto fail;
         }
     }
-    free(hb.p);
+    kv_sbuf_free(&hb);
     return kv_atomic_commit(&af, err);
 fail:
     kv_atomic_abort(&af);
-    free(hb.p);
+    kv_sbuf_free(&hb);
     return st;
 }
 
@@ -391,29 +343,29 @@ kv_status kv_st_writer_write_dir(kv_st_writer *w, const char *dir, int64_t max_s
         return kv_err_set(err, KV_EINVAL, "%s: %d shards: more than the 5-digit names allow", dir,
                           ns);
     }
-    sbuf ix = {0};
-    sb_str(&ix, "{\n  \"metadata\": {\n    \"total_size\": ");
-    sb_i64(&ix, (long long)kv_st_writer_data_bytes(w));
-    sb_str(&ix, "\n  },\n  \"weight_map\": {");
+    kv_sbuf ix = {0};
+    kv_sbuf_str(&ix, "{\n  \"metadata\": {\n    \"total_size\": ");
+    kv_sbuf_printf(&ix, "%lld", (long long)kv_st_writer_data_bytes(w));
+    kv_sbuf_str(&ix, "\n  },\n  \"weight_map\": {");
     for (int s = 0; s < ns && !st; s++) {
         char fname[64];
         snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", s + 1, ns);
         st = kv_path_join(path, sizeof path, dir, fname, err);
         if (!st) st = write_range(w, path, start[s], start[s + 1], err);
         for (int i = start[s]; i < start[s + 1]; i++) {
-            sb_str(&ix, i ? ",\n    " : "\n    ");
-            sb_json_str(&ix, w->t[i].name);
-            sb_str(&ix, ": ");
-            sb_json_str(&ix, fname);
+            kv_sbuf_str(&ix, i ? ",\n    " : "\n    ");
+            put_json(&ix, w->t[i].name);
+            kv_sbuf_str(&ix, ": ");
+            put_json(&ix, fname);
         }
     }
-    sb_str(&ix, "\n  }\n}\n");
+    kv_sbuf_str(&ix, "\n  }\n}\n");
     if (!st && ix.oom)
         st = kv_err_set(err, KV_ENOMEM, "st_writer: out of memory building the shard index");
     if (!st) st = kv_path_join(path, sizeof path, dir, "model.safetensors.index.json", err);
     if (!st) st = kv_write_file_atomic(path, ix.p, ix.n, err);
     if (!st && n_shards) *n_shards = ns;
-    free(ix.p);
+    kv_sbuf_free(&ix);
     free(start);
     return st;
 }

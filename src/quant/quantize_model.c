@@ -25,7 +25,6 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +34,7 @@
 #include "kvant/config.h"
 #include "kvant/fileio.h"
 #include "kvant/safetensors.h"
+#include "kvant/sbuf.h"
 #include "kvant/st_writer.h"
 
 /* ---- methods ---- */
@@ -312,77 +312,12 @@ static size_t module_len(const char *name) {
 
 /* ---- config.json ---- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} tbuf;
-
-static void tb_put(tbuf *b, const char *s, size_t len) {
-    if (b->oom) return;
-    if (b->n + len + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 4096;
-        while (c < b->n + len + 1) c *= 2;
-        char *q = realloc(b->p, c);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = 0;
-}
-
-static void tb_printf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void tb_printf(tbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    if ((size_t)k < sizeof tmp) {
-        tb_put(b, tmp, (size_t)k);
-        return;
-    }
-    char *big = malloc((size_t)k + 1);
-    if (!big) {
-        b->oom = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    tb_put(b, big, (size_t)k);
-    free(big);
-}
-
-static void tb_json_str(tbuf *b, const char *s, size_t len) {
-    tb_put(b, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            tb_put(b, e, 2);
-        } else if (c < 0x20) {
-            tb_printf(b, "\\u%04x", c);
-        } else {
-            tb_put(b, (const char *)&s[i], 1);
-        }
-    }
-    tb_put(b, "\"", 1);
-}
-
 /* The input config.json text with "quantization_config" appended as the last key;
  * the rest of the text is kept byte for byte. */
 static kv_status make_config(const char *in_path, const char *text, size_t len,
                              const kv_quantize_opts *o, const kv_tensor *const *copied,
                              int n_copied, const kv_tensor *const *quant, int n_quant,
-                             tbuf *out, kv_err *err) {
+                             kv_sbuf *out, kv_err *err) {
     size_t e = len;
     while (e > 0 && (text[e - 1] == ' ' || text[e - 1] == '\n' || text[e - 1] == '\r' ||
                      text[e - 1] == '\t'))
@@ -395,25 +330,25 @@ static kv_status make_config(const char *in_path, const char *text, size_t len,
                      text[k - 1] == '\t'))
         k--;
     int empty = k > 0 && text[k - 1] == '{';
-    tb_put(out, text, k);
+    kv_sbuf_put(out, text, k);
     char fname[32];
     kv_qformat_name(o->qf, fname, sizeof fname);
-    tb_printf(out, "%s\n  \"quantization_config\": {\n", empty ? "" : ",");
-    tb_printf(out, "    \"quant_method\": \"kvant\",\n    \"format\": \"%s\",\n", fname);
-    tb_printf(out, "    \"bits\": %d,\n    \"group_size\": %d,\n", o->qf.bits, o->qf.group);
+    kv_sbuf_printf(out, "%s\n  \"quantization_config\": {\n", empty ? "" : ",");
+    kv_sbuf_printf(out, "    \"quant_method\": \"kvant\",\n    \"format\": \"%s\",\n", fname);
+    kv_sbuf_printf(out, "    \"bits\": %d,\n    \"group_size\": %d,\n", o->qf.bits, o->qf.group);
     if (o->qf.fmt == KV_QFMT_INT)
-        tb_printf(out, "    \"sym\": false,\n    \"desc_act\": false,\n"
+        kv_sbuf_printf(out, "    \"sym\": false,\n    \"desc_act\": false,\n"
                        "    \"checkpoint_format\": \"gptq_v2\",\n"
                        "    \"pack_dtype\": \"int32\",\n");
     else
-        tb_printf(out, "    \"block_size\": %d,\n    \"scale_format\": \"e8m0\",\n", KV_MX_BLOCK);
-    tb_printf(out, "    \"method\": \"%s\",\n    \"calibration\": null,\n",
+        kv_sbuf_printf(out, "    \"block_size\": %d,\n    \"scale_format\": \"e8m0\",\n", KV_MX_BLOCK);
+    kv_sbuf_printf(out, "    \"method\": \"%s\",\n    \"calibration\": null,\n",
               kv_qmethod_name(o->method));
-    tb_printf(out, "    \"mx_scale\": \"%s\",\n",
+    kv_sbuf_printf(out, "    \"mx_scale\": \"%s\",\n",
               o->qopts.mx_scale == KV_MX_SCALE_MSE ? "mse" : "spec");
-    tb_printf(out, "    \"kvant_version\": \"%s\",\n", KVANT_VERSION);
-    tb_printf(out, "    \"quantized_modules\": %d,\n", n_quant);
-    tb_printf(out, "    \"modules_to_not_convert\": [");
+    kv_sbuf_printf(out, "    \"kvant_version\": \"%s\",\n", KVANT_VERSION);
+    kv_sbuf_printf(out, "    \"quantized_modules\": %d,\n", n_quant);
+    kv_sbuf_printf(out, "    \"modules_to_not_convert\": [");
     /* modules of the copied tensors, except modules that are quantized (their bias
      * stays in full precision, but the module itself is converted); both lists are
      * sorted by name, so duplicates are adjacent */
@@ -435,11 +370,11 @@ static kv_status make_config(const char *in_path, const char *text, size_t len,
         prev = nm;
         prev_len = ml;
         if (is_q) continue;
-        tb_put(out, first ? "\n      " : ",\n      ", first ? 7 : 8);
-        tb_json_str(out, nm, ml);
+        kv_sbuf_put(out, first ? "\n      " : ",\n      ", first ? 7 : 8);
+        kv_sbuf_json_str(out, nm, ml);
         first = 0;
     }
-    tb_printf(out, "%s]\n  }\n}\n", first ? "" : "\n    ");
+    kv_sbuf_printf(out, "%s]\n  }\n}\n", first ? "" : "\n    ");
     if (out->oom)
         return kv_err_set(err, KV_ENOMEM, "%s: out of memory building config.json", in_path);
     return KV_OK;
@@ -605,7 +540,7 @@ kv_status kv_quantize_checkpoint(const char *in_dir, const char *out_dir,
     qlayer *layers = NULL;
     part_ref *refs = NULL;
     kv_st_writer *sw = NULL;
-    tbuf cfg_out = {0};
+    kv_sbuf cfg_out = {0};
     job j;
     memset(&j, 0, sizeof j);
     j.cur = -1;
@@ -764,7 +699,7 @@ done:
     if (tmp_made) rm_tree(tmp);
     kv_qtensor_free(&j.cur_qt);
     kv_st_writer_free(sw);
-    free(cfg_out.p);
+    kv_sbuf_free(&cfg_out);
     free(refs);
     free(layers);
     free(copied);

@@ -317,17 +317,6 @@ static kv_status note_version(kv_report *r, int fi, kv_err *err) {
 
 /* ---- one results document ---- */
 
-static const char *base_name(const char *path, char *buf, size_t cap) {
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') n--;
-    size_t b = n;
-    while (b > 0 && path[b - 1] != '/') b--;
-    size_t len = n - b < cap - 1 ? n - b : cap - 1;
-    memcpy(buf, path + b, len);
-    buf[len] = '\0';
-    return buf;
-}
-
 /* Row identity and bits per weight of a document. */
 typedef struct {
     char model[256], precision[64], method[64], calib[64];
@@ -340,7 +329,7 @@ static void identify(const cJSON *root, const cJSON *model, row_id *id) {
     id->bpw = id->bpw_file = NAN;
     const cJSON *study = cJSON_GetObjectItemCaseSensitive(root, "study");
     const cJSON *qc = cJSON_GetObjectItemCaseSensitive(model, "quantization_config");
-    base_name(jstr(model, "path"), id->model, sizeof id->model);
+    kv_path_base(jstr(model, "path"), id->model, sizeof id->model);
     snprintf(id->method, sizeof id->method, "—");
     snprintf(id->calib, sizeof id->calib, "—");
     if (cJSON_IsObject(study)) {

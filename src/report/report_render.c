@@ -254,6 +254,20 @@ static void fmt_limit(char *b, size_t cap, const rtask *t) {
         snprintf(b, cap, "first %lld–%lld", (long long)t->limit_min, (long long)t->limit_max);
 }
 
+/* One task's figures for the settings table (Markdown and HTML). */
+typedef struct {
+    char docs[64], limit[64], fewshot[64];
+    char standin[512]; /* the stand-in note, when the folder is a stand-in */
+} task_cells;
+
+/* Fills c; returns the stand-in note (in c->standin) or NULL for original data. */
+static const char *task_cells_fill(task_cells *c, const kv_report *r, const rtask *t) {
+    fmt_range(c->docs, sizeof c->docs, t->n_min == INT64_MAX ? -1 : t->n_min, t->n_max);
+    fmt_limit(c->limit, sizeof c->limit, t);
+    fmt_range(c->fewshot, sizeof c->fewshot, t->fewshot_min, t->fewshot_max);
+    return kv_report_standin(r, t->folder, c->standin, sizeof c->standin);
+}
+
 static void render_md(FILE *f, const kv_report *r, const int *ix, int table_only) {
     if (!table_only) {
         fprintf(f, "# kvant study report\n\n%d results file%s, %d row%s (model × precision × "
@@ -265,7 +279,7 @@ static void render_md(FILE *f, const kv_report *r, const int *ix, int table_only
     md_table(f, r, ix);
     fputc('\n', f);
     legend_lines(r, md_line, f);
-    char sb[512], b1[64], b2[64], b3[64];
+    char sb[512];
     int n_standin = 0;
     for (int i = 0; i < r->n_tasks; i++)
         if (kv_report_standin(r, r->tasks[i].folder, sb, sizeof sb)) n_standin++;
@@ -288,10 +302,8 @@ static void render_md(FILE *f, const kv_report *r, const int *ix, int table_only
           "| Prompt and data |\n|---|---|---|---:|---|---:|---|\n", f);
     for (int i = 0; i < r->n_tasks; i++) {
         const rtask *t = &r->tasks[i];
-        const char *si = kv_report_standin(r, t->folder, sb, sizeof sb);
-        fmt_range(b1, sizeof b1, t->n_min == INT64_MAX ? -1 : t->n_min, t->n_max);
-        fmt_limit(b2, sizeof b2, t);
-        fmt_range(b3, sizeof b3, t->fewshot_min, t->fewshot_max);
+        task_cells tc;
+        const char *si = task_cells_fill(&tc, r, t);
         fputs("| ", f);
         md_esc(f, t->name);
         fputs(" | ", f);
@@ -304,7 +316,7 @@ static void render_md(FILE *f, const kv_report *r, const int *ix, int table_only
         } else {
             fputs(t->folder ? "original" : "—", f);
         }
-        fprintf(f, " | %s | %s | %s | ", b1, b2, b3);
+        fprintf(f, " | %s | %s | %s | ", tc.docs, tc.limit, tc.fewshot);
         md_esc(f, t->note ? t->note : "");
         fputs(" |\n", f);
     }
@@ -427,6 +439,15 @@ static void html_line(FILE *f, const char *s) {
     fputs("</li>\n", f);
 }
 
+/* Plain-text items as <li> elements. */
+static void html_items(FILE *f, char *const *items, int n) {
+    for (int i = 0; i < n; i++) {
+        fputs("<li>", f);
+        kv_report_html_esc(f, items[i]);
+        fputs("</li>\n", f);
+    }
+}
+
 static void html_table(FILE *f, const kv_report *r, const int *ix) {
     char b[64];
     fputs("<table id=\"results\">\n<thead><tr><th>Model</th><th>Precision</th><th>Method</th>"
@@ -461,7 +482,6 @@ static void html_table(FILE *f, const kv_report *r, const int *ix) {
 }
 
 static void render_html(FILE *f, const kv_report *r, const int *ix) {
-    char sb[512], b1[64], b2[64], b3[64];
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
                "<title>kvant study report</title>\n<style>%s</style>\n</head>\n<body>\n", CSS);
@@ -473,11 +493,7 @@ static void render_html(FILE *f, const kv_report *r, const int *ix) {
             KVANT_VERSION);
     if (r->n_warn) {
         fputs("<div class=\"warn\"><b>Warnings</b><ul>\n", f);
-        for (int i = 0; i < r->n_warn; i++) {
-            fputs("<li>", f);
-            kv_report_html_esc(f, r->warn[i]);
-            fputs("</li>\n", f);
-        }
+        html_items(f, r->warn, r->n_warn);
         fputs("</ul></div>\n", f);
     }
     fputs("<h2>Results</h2>\n", f);
@@ -494,18 +510,16 @@ static void render_html(FILE *f, const kv_report *r, const int *ix) {
           "<th>Prompt and data</th></tr></thead>\n<tbody>\n", f);
     for (int i = 0; i < r->n_tasks; i++) {
         const rtask *t = &r->tasks[i];
-        const char *si = kv_report_standin(r, t->folder, sb, sizeof sb);
-        fmt_range(b1, sizeof b1, t->n_min == INT64_MAX ? -1 : t->n_min, t->n_max);
-        fmt_limit(b2, sizeof b2, t);
-        fmt_range(b3, sizeof b3, t->fewshot_min, t->fewshot_max);
+        task_cells tc;
+        const char *si = task_cells_fill(&tc, r, t);
         fputs("<tr><td>", f);
         kv_report_html_esc(f, t->name);
         fputs("</td><td>", f);
         kv_report_html_esc(f, t->folder ? t->folder : "—");
         fputs(si ? "</td><td class=\"standin\">" : "</td><td>", f);
         kv_report_html_esc(f, si ? si : t->folder ? "original" : "—");
-        fprintf(f, "</td><td class=\"num\">%s</td><td>%s</td><td class=\"num\">%s</td><td>", b1, b2,
-                b3);
+        fprintf(f, "</td><td class=\"num\">%s</td><td>%s</td><td class=\"num\">%s</td><td>",
+                tc.docs, tc.limit, tc.fewshot);
         kv_report_html_esc(f, t->note ? t->note : "");
         fputs("</td></tr>\n", f);
     }
@@ -514,11 +528,7 @@ static void render_html(FILE *f, const kv_report *r, const int *ix) {
           "are not comparable with the seed paper's.</p>\n", f);
     if (r->n_fail) {
         fputs("<h2>Failures (n/a in the table)</h2>\n<div class=\"fail\"><ul>\n", f);
-        for (int i = 0; i < r->n_fail; i++) {
-            fputs("<li>", f);
-            kv_report_html_esc(f, r->fail[i]);
-            fputs("</li>\n", f);
-        }
+        html_items(f, r->fail, r->n_fail);
         fputs("</ul></div>\n", f);
     }
     fprintf(f, "<h2>Results files</h2>\n<details><summary>%d file%s</summary><ul>\n", r->n_files,

@@ -42,17 +42,6 @@ static void logf_(const kv_study_opts *o, const char *fmt, ...) {
     o->log(o->log_ud, line);
 }
 
-static const char *base_name(const char *path, char *buf, size_t cap) {
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') n--;
-    size_t b = n;
-    while (b > 0 && path[b - 1] != '/') b--;
-    size_t len = n - b < cap - 1 ? n - b : cap - 1;
-    memcpy(buf, path + b, len);
-    buf[len] = '\0';
-    return buf;
-}
-
 static kv_status json_oom(kv_err *err) {
     return kv_err_set(err, KV_ENOMEM, "study: out of memory (results JSON)");
 }
@@ -664,7 +653,7 @@ kv_status kv_study_run(const kv_study_config *c, const kv_study_opts *o, kv_stud
         goto done;
     }
     for (int mi = 0; mi < c->n_models; mi++) {
-        base_name(c->models[mi], names[mi], sizeof names[mi]);
+        kv_path_base(c->models[mi], names[mi], sizeof names[mi]);
         for (int k = 0; k < mi && !st; k++)
             if (!strcmp(names[k], names[mi]))
                 st = kv_err_set(err, KV_EINVAL, "study: models %s and %s have the same name \"%s\"",

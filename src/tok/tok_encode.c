@@ -429,6 +429,18 @@ static int push_span(enc *e, int lvl, size_t *k, size_t a, size_t b, int m) {
     return 0;
 }
 
+/* Where the next search starts after the match [ms, me): at its end, or one character
+ * on after an empty match so the scan moves. 0 after an empty match at the end of s. */
+static int next_off(const char *s, size_t n, size_t ms, size_t me, size_t *off) {
+    if (me != ms) {
+        *off = me;
+        return 1;
+    }
+    if (me >= n) return 0;
+    *off = me + char_len(s + me);
+    return 1;
+}
+
 /* Split by a regex with a SplitDelimiterBehavior (normalizer.rs NormalizedString::split). */
 static int split_regex(enc *e, int lvl, const pcre2_code *re, int behavior, int invert,
                        const char *s, size_t n, int origin, int to_model) {
@@ -446,12 +458,7 @@ static int split_regex(enc *e, int lvl, const pcre2_code *re, int behavior, int 
                                      : pretok(e, lvl + 1, s + ms, me - ms, origin && ms == 0)))
                 return -1;
             prev = me;
-            if (me == ms) {
-                if (me >= n) break;
-                off = me + char_len(s + me);
-            } else {
-                off = me;
-            }
+            if (!next_off(s, n, ms, me, &off)) break;
         }
         if (prev < n)
             return to_model ? bpe_word(e, s + prev, n - prev)
@@ -466,12 +473,7 @@ static int split_regex(enc *e, int lvl, const pcre2_code *re, int behavior, int 
         if (prev != ms && push_span(e, lvl, &k, prev, ms, invert)) return -1;
         if (push_span(e, lvl, &k, ms, me, !invert)) return -1;
         prev = me;
-        if (me == ms) {
-            if (me >= n) break;
-            off = me + char_len(s + me);
-        } else {
-            off = me;
-        }
+        if (!next_off(s, n, ms, me, &off)) break;
     }
     if (prev != n && push_span(e, lvl, &k, prev, n, invert)) return -1;
     span *sp = e->sp[lvl];

@@ -261,22 +261,32 @@ static kv_status load_model(ld *L, const cJSON *m, int64_t *max_id) {
     return load_merges(L, cJSON_GetObjectItemCaseSensitive(m, "merges"));
 }
 
+/* ---- normalizer, pre-tokenizer, post-processor, decoder: Sequences of steps --------- */
+
+typedef kv_status (*add_fn)(ld *L, const cJSON *step, int depth);
+
+/* A "Sequence" step of a `what`: add each element of its array `key` in order, with
+ * nesting capped at 8. */
+static kv_status add_seq(ld *L, const cJSON *j, const char *what, const char *key, int depth,
+                         add_fn add) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsArray(arr) || depth > 8)
+        return fail(L, KV_EFORMAT, "%s Sequence: expected \"%s\" array", what, key);
+    for (const cJSON *c = arr->child; c; c = c->next) {
+        kv_status st = add(L, c, depth + 1);
+        if (st) return st;
+    }
+    return KV_OK;
+}
+
 /* ---- normalizer ---------------------------------------------------------------------- */
 static kv_status add_norm(ld *L, const cJSON *n, int depth) {
     kv_tokenizer *t = L->t;
     if (is_null(n)) return KV_OK;
     const char *type = jstr(n, "type");
     if (!type) return fail(L, KV_EFORMAT, "normalizer: missing \"type\"");
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
-        if (!cJSON_IsArray(arr) || depth > 8)
-            return fail(L, KV_EFORMAT, "normalizer Sequence: expected \"normalizers\" array");
-        for (const cJSON *c = arr->child; c; c = c->next) {
-            kv_status st = add_norm(L, c, depth + 1);
-            if (st) return st;
-        }
-        return KV_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return add_seq(L, n, "normalizer", "normalizers", depth, add_norm);
     tok_norm *v = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *v);
     if (!v) return oom(L, sizeof *v);
     t->norm = v;
@@ -338,16 +348,8 @@ static kv_status add_pre(ld *L, const cJSON *p, int depth) {
     if (is_null(p)) return KV_OK;
     const char *type = jstr(p, "type");
     if (!type) return fail(L, KV_EFORMAT, "pre_tokenizer: missing \"type\"");
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
-        if (!cJSON_IsArray(arr) || depth > 8)
-            return fail(L, KV_EFORMAT, "pre_tokenizer Sequence: expected \"pretokenizers\"");
-        for (const cJSON *c = arr->child; c; c = c->next) {
-            kv_status st = add_pre(L, c, depth + 1);
-            if (st) return st;
-        }
-        return KV_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return add_seq(L, p, "pre_tokenizer", "pretokenizers", depth, add_pre);
     if (t->byte_level)
         return fail(L, KV_EUNSUPPORTED, "pre_tokenizer: ByteLevel must be the last step");
     if (t->n_pre >= 8) return fail(L, KV_EUNSUPPORTED, "pre_tokenizer: more than 8 steps");
@@ -405,16 +407,8 @@ static kv_status add_post(ld *L, const cJSON *p, int depth) {
     const char *type = jstr(p, "type");
     if (!type) return fail(L, KV_EFORMAT, "post_processor: missing \"type\"");
     if (!strcmp(type, "ByteLevel")) return KV_OK; /* offsets only */
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(p, "processors");
-        if (!cJSON_IsArray(arr) || depth > 8)
-            return fail(L, KV_EFORMAT, "post_processor Sequence: expected \"processors\"");
-        for (const cJSON *c = arr->child; c; c = c->next) {
-            kv_status st = add_post(L, c, depth + 1);
-            if (st) return st;
-        }
-        return KV_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return add_seq(L, p, "post_processor", "processors", depth, add_post);
     if (strcmp(type, "TemplateProcessing") != 0)
         return fail(L, KV_EUNSUPPORTED, "post_processor \"%s\" is not supported (supported: "
                     "TemplateProcessing, ByteLevel, Sequence)", type);
@@ -468,16 +462,8 @@ static kv_status add_dec(ld *L, const cJSON *d, int depth) {
     t->has_decoder = 1;
     const char *type = jstr(d, "type");
     if (!type) return fail(L, KV_EFORMAT, "decoder: missing \"type\"");
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(d, "decoders");
-        if (!cJSON_IsArray(arr) || depth > 8)
-            return fail(L, KV_EFORMAT, "decoder Sequence: expected \"decoders\" array");
-        for (const cJSON *c = arr->child; c; c = c->next) {
-            kv_status st = add_dec(L, c, depth + 1);
-            if (st) return st;
-        }
-        return KV_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return add_seq(L, d, "decoder", "decoders", depth, add_dec);
     tok_dec *v = realloc(t->dec, (size_t)(t->n_dec + 1) * sizeof *v);
     if (!v) return oom(L, sizeof *v);
     t->dec = v;

@@ -159,6 +159,14 @@ kv_status kv_train_opts_set(kv_train_opts *o, const char *key, const char *value
     return kv_err_set(err, KV_EINVAL, "train: unknown option '%s'", key);
 }
 
+/* s without leading blanks (space, tab) and trailing blanks (space, tab, CR), in place. */
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    for (char *e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r');)
+        *--e = 0;
+    return s;
+}
+
 kv_status kv_train_opts_file(kv_train_opts *o, const char *path, kv_err *err) {
     char *buf;
     size_t len;
@@ -172,17 +180,15 @@ kv_status kv_train_opts_file(kv_train_opts *o, const char *path, kv_err *err) {
         char *h = strchr(s, '#');
         if (h) *h = 0;
         char *eq = strchr(s, '=');
-        char *key = s, *val = eq ? eq + 1 : NULL;
+        char *val = eq ? eq + 1 : NULL;
         if (eq) *eq = 0;
-        while (*key == ' ' || *key == '\t') key++;
-        for (char *e = key + strlen(key); e > key && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r');) *--e = 0;
+        char *key = trim(s);
         if (!*key) continue;
         if (!val) {
             st = kv_err_set(err, KV_EFORMAT, "%s:%d: expected 'key = value'", path, line);
             break;
         }
-        while (*val == ' ' || *val == '\t') val++;
-        for (char *e = val + strlen(val); e > val && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r');) *--e = 0;
+        val = trim(val);
         if (!strcmp(key, "config")) continue;
         if ((st = kv_train_opts_set(o, key, val, err))) kv_err_prefix(err, "%s:%d", path, line);
     }
