@@ -545,11 +545,14 @@ static int64_t json_int(const char *js, const char *key) {
 static kv_status eval_loss(kv_tmodel *m, split *val, const kv_train_opts *o, int32_t *ids,
                            int32_t *tgt, double *out, kv_err *err) {
     int64_t nw = val->windows < o->eval_batches * o->batch ? val->windows : o->eval_batches * o->batch;
+    /* Windows spread evenly over the whole split: the split is the held-out tail of
+     * every input file in order, so its first windows would all be one language. */
+    int64_t stride = nw > 0 ? val->windows / nw : 1;
     double sum = 0;
     int64_t nb = 0;
     for (int64_t w0 = 0; w0 + o->batch <= nw; w0 += o->batch, nb++) {
         for (int64_t b = 0; b < o->batch; b++)
-            split_window(val, w0 + b, o->seq, ids + b * o->seq, tgt + b * o->seq);
+            split_window(val, (w0 + b) * stride, o->seq, ids + b * o->seq, tgt + b * o->seq);
         double l;
         kv_status st = kv_tmodel_forward(m, ids, tgt, o->batch, o->seq, &l, err);
         if (st) return st;
