@@ -36,7 +36,7 @@
 
 /* The default testbed (one entry: replace it when a trained testbed lands in models/)
  * and the default results folder, relative to the working directory. */
-#define KV_STUDY_DEFAULT_MODEL "models/tiny-qwen3"
+#define KV_STUDY_DEFAULT_MODEL "models/testbed-qwen3"
 #define KV_STUDY_DEFAULT_OUT "results/default"
 
 typedef struct {

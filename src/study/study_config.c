@@ -76,7 +76,7 @@ kv_status kv_study_config_default(kv_study_config *c, kv_err *err) {
     }
     memcpy(c->limits, DEFAULT_LIMITS, sizeof DEFAULT_LIMITS);
     c->num_fewshot = 0;
-    c->gptq_ctx = 2048;
+    c->gptq_ctx = 256; /* the testbed's trained context (models/testbed-qwen3/MODEL_CARD.md) */
     c->max_length = 0;
     c->batch = 16;
     c->mx_scale = KV_MX_SCALE_SPEC;
