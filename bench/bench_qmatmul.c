@@ -14,7 +14,13 @@
  * alternative of reading GPTQ's qweight in place (a GEMV over column tiles, AVX-512
  * only, int4-g128), which is what the copy is weighed against.
  *
- * usage: bench_qmatmul [--threads N] [--quick] */
+ * The q8 columns: the same cold GEMV (m = 1) through the int8-activation path
+ * (kv_kernels_qmatmul_q8: activations quantized per call, VNNI dot products), "-" where
+ * the CPU has no q8 kernel; its time includes quantizing the activation row.
+ *
+ * usage: bench_qmatmul [--threads N] [--quick] [--m M] [--no-gemm]
+ *   --m M: activation rows of the GEMVs (1..4, default 1; decode of M sequences)
+ *   --no-gemm: skip the prefill GEMM columns (printed as 0) */
 #include <math.h>
 #include <unistd.h>
 
@@ -88,7 +94,7 @@ typedef struct {
 } mat;
 
 static void run_mm(const kv_kernel_ops *ops, const mat *w, const float *x, int64_t m, float *y,
-                   float *work) {
+                   float *work, kv_qmatmul_fn qmm) {
 #pragma omp parallel
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -96,7 +102,7 @@ static void run_mm(const kv_kernel_ops *ops, const mat *w, const float *x, int64
         int64_t n_out = w->quant ? w->q.n_out : w->w.n_out, n_in = w->quant ? w->q.n_in : w->w.n_in;
         split_rows(n_out, nt, t, &r0, &r1);
         float *wk = work + (size_t)t * KV_MATMUL_WORK_FLOATS;
-        if (w->quant) ops->qmatmul(x, m, n_in, &w->q, NULL, r0, r1, y, n_out, wk);
+        if (w->quant) qmm(x, m, n_in, &w->q, NULL, r0, r1, y, n_out, wk);
         else ops->matmul(x, m, n_in, &w->w, NULL, r0, r1, y, n_out, wk);
     }
 }
@@ -178,19 +184,22 @@ int main(int argc, char **argv) {
         setenv("OMP_WAIT_POLICY", "active", 1);
         execv("/proc/self/exe", argv);
     }
-    int threads = 2, quick = 0;
+    int threads = 2, quick = 0, gm = 1, no_gemm = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--m") && i + 1 < argc) gm = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-gemm")) no_gemm = 1;
     }
+    if (gm < 1 || gm > 4) gm = 1;
     if (threads < 1) threads = 1;
     omp_set_num_threads(threads);
     const kv_kernel_ops *ops = kv_kernels();
     const size_t cold = (size_t)1 << 30;
     double bw = kvb_read_bandwidth(cold, 5);
     double peak = kvb_fp32_peak();
-    printf("bench_qmatmul: kernels %s, %d threads; DRAM read %.1f GB/s, FP32 peak %.0f GFLOP/s\n",
-           kv_isa_name(ops->isa), threads, bw / 1e9, peak / 1e9);
+    printf("bench_qmatmul: kernels %s, %d threads; DRAM read %.1f GB/s, FP32 peak %.0f GFLOP/s; "
+           "GEMV m = %d\n", kv_isa_name(ops->isa), threads, bw / 1e9, peak / 1e9, gm);
 
     float *work = aligned_alloc(64, sizeof(float) * KV_MATMUL_WORK_FLOATS * (size_t)threads);
     const int64_t T = 512;
@@ -203,8 +212,9 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < (size_t)T * 25600; i++) x[i] = (float)((i * 2654435761u) % 2001) * 1e-3f - 1.0f;
 
-    printf("\n%-20s %-10s %7s %6s | %8s %6s %6s | %8s %6s | %s\n", "shape", "format", "bpw", "MB",
-           "GEMV GB/s", "%bw", "us", "GEMM GF/s", "%peak", "layout copy at load");
+    printf("\n%-20s %-10s %7s %6s | %8s %6s %6s | %8s %6s %6s | %8s %6s | %s\n", "shape", "format",
+           "bpw", "MB", "GEMV GB/s", "%bw", "us", "q8 GB/s", "%bw", "us", "GEMM GF/s", "%peak",
+           "layout copy at load");
     for (int si = 0; si < N_SHAPES; si++) {
         const shape *sh = &SHAPES[si];
         if (quick && si > 1) break;
@@ -240,39 +250,57 @@ int main(int argc, char **argv) {
             for (int c = 0; c < n_copies; c++) copies[c] = copy_mat(&w, arena + (size_t)c * stride);
 
             /* GEMV, m = 1: cycle over the copies; best of 3 passes over all of them */
-            run_mm(ops, &copies[0], x, 1, y, work);
+            run_mm(ops, &copies[0], x, gm, y, work, ops->qmatmul);
             double best = 1e30;
             int passes = quick ? 1 : 3;
             for (int p = 0; p < passes; p++) {
                 double t0 = kvb_now();
-                for (int c = 0; c < n_copies; c++) run_mm(ops, &copies[c], x, 1, y, work);
+                for (int c = 0; c < n_copies; c++) run_mm(ops, &copies[c], x, gm, y, work, ops->qmatmul);
                 double dt = (kvb_now() - t0) / n_copies;
                 if (dt < best) best = dt;
             }
             double gbs = (double)bytes / best;
 
+            /* the same GEMV through the q8 path */
+            const kv_qmatmul_fn q8 = kv_kernels_qmatmul_q8(ops);
+            double qbest = 0;
+            if (w.quant && q8 != ops->qmatmul) {
+                run_mm(ops, &copies[0], x, gm, y, work, q8);
+                qbest = 1e30;
+                for (int p = 0; p < passes; p++) {
+                    double t0 = kvb_now();
+                    for (int c = 0; c < n_copies; c++) run_mm(ops, &copies[c], x, gm, y, work, q8);
+                    double dt = (kvb_now() - t0) / n_copies;
+                    if (dt < qbest) qbest = dt;
+                }
+            }
+            char q8col[48] = "       -       -      -";
+            if (qbest > 0)
+                snprintf(q8col, sizeof q8col, "%8.1f %5.1f%% %6.0f", (double)bytes / qbest / 1e9,
+                         100.0 * (double)bytes / qbest / bw, qbest * 1e6);
+
             /* GEMM, m = 512, one copy (compute-bound); best of 2 */
             double gbest = 1e30;
-            for (int p = 0; p < (quick ? 1 : 2); p++) {
+            for (int p = 0; p < (no_gemm ? 0 : quick ? 1 : 2); p++) {
                 double t0 = kvb_now();
-                run_mm(ops, &w, x, T, y, work);
+                run_mm(ops, &w, x, T, y, work, ops->qmatmul);
                 double dt = kvb_now() - t0;
                 if (dt < gbest) gbest = dt;
             }
-            double gf = 2.0 * (double)T * (double)sh->n_out * (double)sh->n_in / gbest;
+            double gf = no_gemm ? 0 : 2.0 * (double)T * (double)sh->n_out * (double)sh->n_in / gbest;
             double bpw = 8.0 * (double)bytes / ((double)sh->n_out * (double)sh->n_in);
             char cp[64] = "-";
             if (w.quant && w.q.owned)
                 snprintf(cp, sizeof cp, "%.1f ms (%.2f GB/s)", t_copy * 1e3, (double)kv_qtensor_nbytes(&qt) / t_copy / 1e9);
             else if (w.quant)
                 snprintf(cp, sizeof cp, "none (views)");
-            printf("%-20s %-10s %7.3f %6.1f | %8.1f %5.1f%% %6.0f | %8.1f %5.1f%% | %s\n", sh->name,
-                   FORMATS[fi], bpw, (double)bytes / 1e6, gbs / 1e9, 100.0 * gbs / bw, best * 1e6,
-                   gf / 1e9, 100.0 * gf / peak, cp);
+            printf("%-20s %-10s %7.3f %6.1f | %8.1f %5.1f%% %6.0f | %s | %8.1f %5.1f%% | %s\n",
+                   sh->name, FORMATS[fi], bpw, (double)bytes / 1e6, gbs / 1e9, 100.0 * gbs / bw,
+                   best * 1e6, q8col, gf / 1e9, 100.0 * gf / peak, cp);
             fflush(stdout);
 
             /* the alternative for int4-g128: GPTQ qweight read in place */
-            if (fi == 1 && __builtin_cpu_supports("avx512bw")) {
+            if (fi == 1 && gm == 1 && __builtin_cpu_supports("avx512bw")) {
                 size_t qbytes = kv_qtensor_nbytes(&qt);
                 size_t qstride = (qbytes + 4096 + 4095) & ~(size_t)4095;
                 int nq = (int)((cold + qstride - 1) / qstride);
@@ -309,8 +337,8 @@ int main(int argc, char **argv) {
                     if (dt < gb) gb = dt;
                 }
                 double g2 = (double)kv_qmat_bytes(&w.q) / gb;
-                printf("%-20s %-10s %7s %6s | %8.1f %5.1f%% %6.0f | %8s %6s | GPTQ qweight read in place (column tiles)\n",
-                       "", "int4 in-pl", "", "", g2 / 1e9, 100.0 * g2 / bw, gb * 1e6, "-", "");
+                printf("%-20s %-10s %7s %6s | %8.1f %5.1f%% %6.0f | %8s %6s %6s | %8s %6s | GPTQ qweight read in place (column tiles)\n",
+                       "", "int4 in-pl", "", "", g2 / 1e9, 100.0 * g2 / bw, gb * 1e6, "-", "", "", "-", "");
                 free(qc);
             }
             free(copies);

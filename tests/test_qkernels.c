@@ -14,9 +14,21 @@
  * n sequential rounded additions, Higham 3.1; FMA only lowers it). SIMD vs ref: twice
  * that (each side is within gamma_n of the exact sum). In the GEMM regime (m > 4) the
  * SIMD output must equal the same ISA's fp32 matmul on the dequantized weights bit for
- * bit (the same microkernel on the same values). */
+ * bit (the same microkernel on the same values).
+ *
+ * The int8-activation ("q8") path (kernels.h): kv_qmatmul_q8_ref and every SIMD q8
+ * kernel against (a) plain double math on the dequantized weights and the activations
+ * as this file quantizes them itself (x^ = d * x8, the spec's block rule): only the
+ * fp32 sums of n_in/32 + n_groups block and group terms differ, bound
+ * gamma_N * T with N = n_in/32 + n_groups + 48 and T = sum |s| (c + z) |x^| (the
+ * magnitudes the kernel adds, offset form); (b) SIMD vs ref: 2 gamma_N * T, the same
+ * integers in another fp32 order, so a bound orders of magnitude below the exact
+ * path's; (c) the true product sum_k w_k x_k: the activation rounding,
+ * |x - x^| <= d/2 + 2^-22 |x| per input; (d) bit equality whatever m, tile or row
+ * split, so `ppl --fast` measures exactly what q8 decoding computes. */
 #include <stdint.h>
 
+#include "kernels/kernels_internal.h" /* the q8 path's code/zero/scale helpers */
 #include "kvant/kernels.h"
 #include "kvant/quant.h"
 #include "test.h"
@@ -295,11 +307,203 @@ static void test_qmat_init_errors(void) {
     kv_qtensor_free(&qt);
 }
 
+
+/* ---- the q8 path ------------------------------------------------------------------ */
+
+/* This file's own reading of the activation rule: per 32-block d = amax / 127,
+ * x8 = rne(x * (127 / amax)); returns x^ = d * x8 in xh (double). */
+static void q8_dequant_acts(const float *x, int64_t n, double *xh, double *dblk) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        float d = amax >= 0x1p-100f ? amax / 127.0f : 0.0f, id = d > 0 ? 127.0f / amax : 0.0f;
+        dblk[b] = d;
+        for (int j = 0; j < 32; j++) xh[b * 32 + j] = (double)d * (double)nearbyintf(x[b * 32 + j] * id);
+    }
+}
+
+static double q8_worst[3]; /* worst error / bound: vs double on x^, SIMD vs ref, vs true */
+static int q8_cases;
+
+static void check_q8_case(kv_qformat qf, int64_t n_out, int64_t n_in, int64_t m, int with_bias) {
+    char fname[32], label[160];
+    kv_qformat_name(qf, fname, sizeof fname);
+    snprintf(label, sizeof label, "q8 %s n_out=%lld n_in=%lld m=%lld", fname, (long long)n_out,
+             (long long)n_in, (long long)m);
+    kv_err err = {0};
+    kv_qtensor qt;
+    kv_qmat qm = {0};
+    CHECK_MSG(kv_qtensor_init(&qt, qf, n_out, n_in, "w", &err) == KV_OK, "%s", err.msg);
+    CHECK_MSG(kv_qtensor_alloc(&qt, &err) == KV_OK, "%s", err.msg);
+    random_qtensor(&qt);
+    CHECK_MSG(kv_qmat_init(&qm, &qt, "w", &err) == KV_OK, "%s", err.msg);
+    const int64_t ldx = n_in + 5, ldy = n_out + 3;
+    float *wd = malloc(sizeof(float) * (size_t)(n_out * n_in));
+    float *x = malloc(sizeof(float) * (size_t)(m * ldx)), *bias = malloc(sizeof(float) * (size_t)n_out);
+    float *yref = malloc(sizeof(float) * (size_t)(m * ldy)), *y = malloc(sizeof(float) * (size_t)(m * ldy));
+    float *y1 = malloc(sizeof(float) * (size_t)(m * ldy));
+    double *xh = malloc(sizeof(double) * (size_t)n_in), *dblk = malloc(sizeof(double) * (size_t)(n_in / 32));
+    double *yh = malloc(sizeof(double) * (size_t)(m * n_out)), *yt = malloc(sizeof(double) * (size_t)(m * n_out));
+    double *bt = malloc(sizeof(double) * (size_t)(m * n_out)), *ba = malloc(sizeof(double) * (size_t)(m * n_out));
+    float *work = aligned_alloc(64, sizeof(float) * KV_MATMUL_WORK_FLOATS);
+    CHECK(kv_dequantize_ref(&qt, 0, n_out, wd, &err) == KV_OK);
+    /* activations with a spread of block magnitudes, one block all zero */
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t k = 0; k < n_in; k++)
+            x[i * ldx + k] = (k / 32 == 1 ? 0.0f : frand()) * ldexpf(1.0f, (int)((k / 32 + i) % 5) - 2);
+    for (int64_t o = 0; o < n_out; o++) bias[o] = frand();
+    const float *b = with_bias ? bias : NULL;
+    const int64_t N = n_in / 32 + qm.n_groups + 48;
+    for (int64_t i = 0; i < m; i++) {
+        q8_dequant_acts(x + i * ldx, n_in, xh, dblk);
+        for (int64_t o = 0; o < n_out; o++) {
+            double sh = 0, st = 0, T = 0, R = 0;
+            for (int64_t k = 0; k < n_in; k++) {
+                const size_t gi = (size_t)o * (size_t)qm.n_groups + (size_t)(k / qf.group);
+                uint32_t c = kvq8_code(&qm, kvk_get_bits(qm.q + (size_t)o * (size_t)qm.row_bytes, k, qf.bits));
+                double w = wd[o * n_in + k];
+                sh += w * xh[k];
+                st += w * (double)x[i * ldx + k];
+                T += fabs((double)kvq8_wscale(&qm, gi)) * (double)(c + (uint32_t)kvq8_zero(&qm, gi)) * fabs(xh[k]);
+                R += fabs(w) * (dblk[k / 32] / 2 + 0x1p-22 * fabs((double)x[i * ldx + k]));
+            }
+            if (b) {
+                sh += b[o];
+                st += b[o];
+                T += fabs(b[o]);
+            }
+            yh[i * n_out + o] = sh;
+            yt[i * n_out + o] = st;
+            ba[i * n_out + o] = (double)N * 0x1p-24 * T + 1e-30;
+            bt[i * n_out + o] = ba[i * n_out + o] + R;
+        }
+    }
+    /* (a), (c): the ref */
+    for (int64_t i = 0; i < m * ldy; i++) yref[i] = NAN;
+    kv_qmatmul_q8_ref(x, m, ldx, &qm, b, 0, n_out, yref, ldy, NULL);
+    worst_ratio = 0;
+    CHECK_MSG(!within(label, yref, yh, ba, m, n_out, ldy), "%s: ref vs double on x^", label);
+    if (worst_ratio > q8_worst[0]) q8_worst[0] = worst_ratio;
+    worst_ratio = 0;
+    CHECK_MSG(!within(label, yref, yt, bt, m, n_out, ldy), "%s: ref vs the true product", label);
+    if (worst_ratio > q8_worst[2]) q8_worst[2] = worst_ratio;
+    double *yr = malloc(sizeof(double) * (size_t)(m * n_out)), *b2 = malloc(sizeof(double) * (size_t)(m * n_out));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t o = 0; o < n_out; o++) {
+            yr[i * n_out + o] = yref[i * ldy + o];
+            b2[i * n_out + o] = 2 * ba[i * n_out + o];
+        }
+    for (int isa = KV_ISA_AVX2; isa < KV_ISA_COUNT; isa++) {
+        kv_qmatmul_fn f = kv_qmatmul_q8_for((kv_isa)isa);
+        if (!f) continue;
+        /* (b): two uneven row ranges */
+        for (int64_t i = 0; i < m * ldy; i++) y[i] = NAN;
+        int64_t cut = n_out / 3;
+        f(x, m, ldx, &qm, b, 0, cut, y, ldy, work);
+        f(x, m, ldx, &qm, b, cut, n_out, y, ldy, work);
+        worst_ratio = 0;
+        CHECK_MSG(!within(label, y, yr, b2, m, n_out, ldy), "%s: %s vs ref", label, kv_isa_name((kv_isa)isa));
+        if (worst_ratio > q8_worst[1]) q8_worst[1] = worst_ratio;
+        /* (d): one activation row at a time gives the same bits */
+        for (int64_t i = 0; i < m; i++) f(x + i * ldx, 1, ldx, &qm, b, 0, n_out, y1 + i * ldy, ldy, work);
+        int same = 1;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t o = 0; o < n_out; o++) same &= memcmp(&y[i * ldy + o], &y1[i * ldy + o], 4) == 0;
+        CHECK_MSG(same, "%s: %s: result depends on m or the row split", label, kv_isa_name((kv_isa)isa));
+    }
+    q8_cases++;
+    free(yr), free(b2);
+    free(wd), free(x), free(bias), free(yref), free(y), free(y1), free(xh), free(dblk);
+    free(yh), free(yt), free(bt), free(ba), free(work);
+    kv_qmat_free(&qm);
+    kv_qtensor_free(&qt);
+}
+
+static void test_q8_every_format(void) {
+    /* n_in 96 and 384: partial last chunks (E = 64 .. 256); m 9: the m > 4 loop */
+    static const int64_t NI[] = {96, 128, 384, 1024}, NO[] = {1, 7, 33, 129}, M[] = {1, 2, 3, 4, 9};
+    int n = 0;
+    for (size_t f = 0; f < N_FORMATS; f++)
+        for (size_t c = 0; c < 4; c++) {
+            kv_qformat qf = fmt(FORMATS[f]);
+            if (NI[c] % qf.group) continue;
+            for (size_t a = 0; a < 4; a++)
+                for (size_t d = 0; d < 5; d++) {
+                    if (NO[a] == 129 && (NI[c] == 1024 || M[d] != 1)) continue;
+                    check_q8_case(qf, NO[a], NI[c], M[d], n++ & 1);
+                }
+        }
+    int simd = 0;
+    for (int isa = KV_ISA_AVX2; isa < KV_ISA_COUNT; isa++) simd += kv_qmatmul_q8_for((kv_isa)isa) != NULL;
+    fprintf(stderr, "# q8: %d cases, %d SIMD kernel(s); worst error / bound: ref vs double %.3g, "
+            "SIMD vs ref %.3g, vs the true product %.3g\n", q8_cases, simd, q8_worst[0], q8_worst[1],
+            q8_worst[2]);
+    if (simd < 2) fprintf(stderr, "  note: CPU lacks a SIMD q8 kernel (avx2, or avx512 with VNNI + VBMI)\n");
+}
+
+/* Edge blocks: a NaN or Inf poisons exactly the outputs it meets (NaN), a block of
+ * tiny subnormals counts as zero, all-zero activations give the bias; the fallback
+ * choice keeps the exact kernel where no q8 kernel exists. */
+static void test_q8_edges(void) {
+    kv_err err = {0};
+    const int64_t n_out = 5, n_in = 256;
+    const char *names[] = {"int4-g128", "int3-g64", "int2-g32", "int8-g64", "mxfp4", "mxint4"};
+    float *x = malloc(sizeof(float) * 3 * n_in), *y = malloc(sizeof(float) * 3 * n_out);
+    float *bias = malloc(sizeof(float) * n_out);
+    float *work = aligned_alloc(64, sizeof(float) * KV_MATMUL_WORK_FLOATS);
+    for (int64_t o = 0; o < n_out; o++) bias[o] = (float)o - 2.0f;
+    for (int f = 0; f < 6; f++) {
+        kv_qtensor qt;
+        kv_qmat qm;
+        CHECK(kv_qtensor_init(&qt, fmt(names[f]), n_out, n_in, "w", &err) == KV_OK);
+        CHECK(kv_qtensor_alloc(&qt, &err) == KV_OK);
+        random_qtensor(&qt);
+        CHECK(kv_qmat_init(&qm, &qt, "w", &err) == KV_OK);
+        for (int64_t k = 0; k < 3 * n_in; k++) x[k] = 0.0f;
+        x[0 * n_in + 40] = NAN;                /* row 0: a NaN */
+        x[1 * n_in + 200] = INFINITY;          /* row 1: an Inf */
+        for (int k = 64; k < 96; k++) x[1 * n_in + k] = 1e-40f; /* and a subnormal block */
+        for (int isa = KV_ISA_REF; isa < KV_ISA_COUNT; isa++) {
+            kv_qmatmul_fn fn = kv_qmatmul_q8_for((kv_isa)isa);
+            if (!fn) continue;
+            fn(x, 3, n_in, &qm, bias, 0, n_out, y, n_out, work);
+            for (int64_t o = 0; o < n_out; o++) {
+                CHECK_MSG(isnan(y[o]), "%s %s: NaN input, y[0, %lld] = %g", names[f],
+                          kv_isa_name((kv_isa)isa), (long long)o, y[o]);
+                CHECK_MSG(isnan(y[n_out + o]), "%s %s: Inf input, y[1, %lld] = %g", names[f],
+                          kv_isa_name((kv_isa)isa), (long long)o, y[n_out + o]);
+                CHECK_MSG(y[2 * n_out + o] == bias[o], "%s %s: zero input, y[2, %lld] = %g",
+                          names[f], kv_isa_name((kv_isa)isa), (long long)o, y[2 * n_out + o]);
+            }
+            /* the subnormal block alone contributes nothing */
+            x[1 * n_in + 200] = 0.0f;
+            fn(x + n_in, 1, n_in, &qm, NULL, 0, n_out, y, n_out, work);
+            for (int64_t o = 0; o < n_out; o++) CHECK_MSG(y[o] == 0.0f, "%s: subnormal block", names[f]);
+            x[1 * n_in + 200] = INFINITY;
+        }
+        kv_qmat_free(&qm);
+        kv_qtensor_free(&qt);
+    }
+    /* what the fast path runs per table */
+    for (int isa = KV_ISA_REF; isa < KV_ISA_COUNT; isa++) {
+        const kv_kernel_ops *ops = kv_kernels_for((kv_isa)isa);
+        if (!ops) continue;
+        kv_qmatmul_fn q8 = kv_qmatmul_q8_for((kv_isa)isa);
+        if (q8) CHECK(kv_kernels_qmatmul_q8(ops) == q8);
+    }
+    CHECK(kv_qmatmul_q8_for(KV_ISA_REF) == kv_qmatmul_q8_ref);
+    if (kv_kernels_for(KV_ISA_AVX512) && !kv_qmatmul_q8_for(KV_ISA_AVX512))
+        CHECK(kv_kernels_qmatmul_q8(kv_kernels_for(KV_ISA_AVX512)) == kv_qmatmul_q8_for(KV_ISA_AVX2));
+    free(x), free(y), free(bias), free(work);
+}
+
 int main(void) {
     setup_isas();
     KV_RUN(test_qmat_init_errors);
     KV_RUN(test_quantizer_output);
     KV_RUN(test_gemv_slabs);
     KV_RUN(test_every_format);
+    KV_RUN(test_q8_edges);
+    KV_RUN(test_q8_every_format);
     return kv_test_summary();
 }

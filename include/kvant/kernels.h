@@ -122,6 +122,52 @@ typedef struct {
                     float *work);
 } kv_kernel_ops;
 
+/* ---- the int8-activation ("q8") path for quantized weights ----
+ *
+ * The fast decode path (issue 3, point 8): the exact qmatmul above dequantizes every
+ * weight to fp32 and is compute-bound at 2-4 bits per weight; this one quantizes each
+ * activation row once per call to int8 and runs integer dot products against the
+ * weight codes (llama.cpp's q8 scheme), at the cost of rounding the activations. It is
+ * an option (kv_model_set_act_mode), not the default: perplexity and evaluation use
+ * the exact path.
+ *
+ * Specification (kv_qmatmul_q8_ref; every SIMD version computes the same integers and
+ * differs only in the order of the fp32 sums):
+ *   activations, per row and per block of KV_Q8_BLOCK inputs:
+ *     amax = max |x_k|;  non-finite x in the block: d = NaN, x8 = 0;
+ *     amax < 2^-100: d = 0, x8 = 0;  else d = amax / 127, id = 127 / amax (fp32),
+ *     x8_k = rne(x_k * id) in [-127, 127], xs = sum x8_k (the block's integer sum)
+ *   weights, as unsigned codes c with an offset z and a scale s per group:
+ *     intB-gG  c = q, z = the group's zero point, s = its fp16 scale
+ *     mxfp4    c = 2 * E2M1 value + 12 in [0, 24], z = 12, s = 2^(e - 127) / 2
+ *     mxint4   c = k + 8 in [0, 15] (k the signed nibble), z = 8, s = 2^(e - 127) / 4
+ *     so w = s * (c - z) exactly, the value kv_dequantize_ref gives.
+ *   y[i, r] = sum_g s_g * (sum_{b in g} d_b * (float)(sum_{k in b} c_k x8_k))
+ *           - sum_g (s_g * z_g) * X_g   (+ bias[r]),   X_g = sum_{b in g} d_b * xs_b
+ * The integer sums are exact; the result equals sum_k w_k * (d * x8_k) up to fp32
+ * rounding of a sum of n_in / 32 + n_groups terms. Each output depends only on its
+ * activation row and weight row, never on m, the tile or the row split. */
+#define KV_Q8_BLOCK 32
+
+typedef void (*kv_qmatmul_fn)(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
+                              const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
+                              float *work);
+
+/* The scalar specification (any m; `work` unused, may be NULL). */
+void kv_qmatmul_q8_ref(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
+                       const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
+                       float *work);
+/* The q8 kernel of one ISA, or NULL when this CPU (or build) lacks it: ref always;
+ * avx2 (vpmaddubsw + vpmaddwd) with the AVX2 table's features; avx512 (vpdpbusd) needs
+ * AVX-512 VNNI and VBMI besides the AVX-512 table's F/BW/VL/DQ. Same arguments as
+ * kv_kernel_ops.qmatmul; `work` is KV_MATMUL_WORK_FLOATS floats private to the
+ * calling thread. */
+kv_qmatmul_fn kv_qmatmul_q8_for(kv_isa isa);
+/* What the fast path runs with the table `ops`: the q8 kernel of ops' ISA; for the
+ * AVX-512 table on a CPU without VNNI/VBMI, the AVX2 q8 kernel; ops->qmatmul itself
+ * (exact) only where no q8 kernel can run. */
+kv_qmatmul_fn kv_kernels_qmatmul_q8(const kv_kernel_ops *ops);
+
 /* The table in use (calls kv_kernels_init). */
 const kv_kernel_ops *kv_kernels(void);
 /* The table of one ISA, or NULL when this CPU (or build) lacks it. */

@@ -21,6 +21,21 @@ void kv_model_free(kv_model *m); /* accepts NULL and half-built models */
 const kv_config *kv_model_config(const kv_model *m);
 int64_t kv_model_n_params(const kv_model *m);
 
+/* How the quantized linear layers treat their fp32 activations (kernels.h, "the
+ * int8-activation path"). Dense layers are not affected. The default is exact:
+ * perplexity and evaluation measure the quantized weights, not the kernel. */
+typedef enum {
+    KV_ACT_EXACT = 0, /* fp32 activations, weights dequantized exactly (every m) */
+    KV_ACT_Q8_DECODE, /* int8 activations per block of 32 when a call has <= 4 rows
+                         (decode: memory-bound, where it pays); prefill stays exact */
+    KV_ACT_Q8,        /* int8 activations for every call: a prefill then computes, row
+                         for row, what q8 decoding would (ppl --fast measures its cost) */
+} kv_act_mode;
+/* Takes effect on the next forward; an unknown mode means KV_ACT_EXACT. Where the CPU
+ * has no q8 kernel (kv_kernels_qmatmul_q8) the exact kernel runs in every mode. */
+void kv_model_set_act_mode(kv_model *m, kv_act_mode mode);
+kv_act_mode kv_model_act_mode(const kv_model *m);
+
 /* A KV cache with n_slots independent sequences of up to max_len tokens each. */
 kv_status kv_cache_new(const kv_model *m, int n_slots, int64_t max_len, kv_cache **out,
                        kv_err *err);

@@ -1,5 +1,7 @@
 /* cli_generate.c — `kvant generate MODEL_DIR -p PROMPT [-n N]`: greedy decoding with
- * the KV cache, text streamed to stdout, speed to stderr. A quick look, not a sampler. */
+ * the KV cache, text streamed to stdout, speed to stderr. A quick look, not a sampler.
+ * Quantized layers decode with int8 activations (KV_ACT_Q8_DECODE, the fast path;
+ * the prompt's prefill stays exact); --exact keeps fp32 activations throughout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +12,7 @@
 #include "kvant/tokenizer.h"
 
 static const char *GEN_USAGE =
-    "kvant generate MODEL_DIR -p PROMPT [-n N] [--ignore-eos] [--threads N] [--quiet]";
+    "kvant generate MODEL_DIR -p PROMPT [-n N] [--ignore-eos] [--exact] [--threads N] [--quiet]";
 
 static int64_t argmax(const float *v, int64_t n) {
     int64_t b = 0;
@@ -22,7 +24,7 @@ static int64_t argmax(const float *v, int64_t n) {
 int cli_generate(int argc, char **argv) {
     const char *dir = NULL, *prompt = NULL, *v;
     int64_t n_new = 32, threads = 0;
-    int quiet = 0, ignore_eos = 0;
+    int quiet = 0, ignore_eos = 0, exact = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(argc, argv, &i, "-p", &prompt)) ||
@@ -38,6 +40,8 @@ int cli_generate(int argc, char **argv) {
             quiet = 1;
         } else if (!strcmp(argv[i], "--ignore-eos")) {
             ignore_eos = 1;
+        } else if (!strcmp(argv[i], "--exact")) {
+            exact = 1;
         } else if (argv[i][0] == '-') {
             return cli_usage_error("generate", GEN_USAGE, "unknown option '%s'", argv[i]);
         } else if (!dir) {
@@ -58,6 +62,7 @@ int cli_generate(int argc, char **argv) {
     char *text = NULL;
     int rc = 1;
     if (kv_model_load(dir, &m, &err) || kv_tok_load(dir, &tok, &err)) goto fail;
+    kv_model_set_act_mode(m, exact ? KV_ACT_EXACT : KV_ACT_Q8_DECODE);
     if (kv_tok_encode(tok, prompt, strlen(prompt), KV_TOK_ADD_SPECIAL, &ids, &err)) goto fail;
     if (ids.n == 0) {
         kv_err_set(&err, KV_EINVAL, "the prompt encodes to no tokens");

@@ -6,7 +6,9 @@
  * MODEL_DIR's next-token distributions from the base's ("kld_mean", "kld_p99",
  * "kld_max"), the fraction of positions with the same top token ("top1_agree") and the
  * base's own "base_nll" / "base_ppl" (issue 3). --text is tokenized with MODEL_DIR's
- * tokenizer. */
+ * tokenizer. --fast runs MODEL_DIR's quantized layers with int8 activations for every
+ * token (KV_ACT_Q8: what the fast decode path computes; the base stays exact), so
+ * `ppl Q --base Q --fast` gives the KL of the q8 path from the exact one. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -21,7 +23,7 @@
 
 static const char *PPL_USAGE =
     "kvant ppl MODEL_DIR (--text FILE | --ids FILE) [--ctx N] [--chunk N] [--base BASE_DIR] "
-    "[--threads N] [--quiet]";
+    "[--fast] [--threads N] [--quiet]";
 
 /* Whitespace-separated decimal ids; errors name file, line and the bad word. */
 static kv_status read_ids(const char *path, kv_ids *ids, kv_err *err) {
@@ -66,7 +68,7 @@ static kv_status read_ids(const char *path, kv_ids *ids, kv_err *err) {
 int cli_ppl(int argc, char **argv) {
     const char *dir = NULL, *text = NULL, *idsf = NULL, *based = NULL, *v;
     int64_t ctx = 2048, chunk = 512, threads = 0;
-    int quiet = 0;
+    int quiet = 0, fast = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(argc, argv, &i, "--text", &text)) ||
@@ -84,6 +86,8 @@ int cli_ppl(int argc, char **argv) {
                 return cli_usage_error("ppl", PPL_USAGE, "--threads needs a positive integer");
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
             quiet = 1;
+        } else if (!strcmp(argv[i], "--fast")) {
+            fast = 1;
         } else if (argv[i][0] == '-') {
             return cli_usage_error("ppl", PPL_USAGE, "unknown option '%s'", argv[i]);
         } else if (!dir) {
@@ -103,6 +107,7 @@ int cli_ppl(int argc, char **argv) {
     int rc = 1;
     double t0 = kv_now();
     if (kv_model_load(dir, &m, &err)) goto fail;
+    if (fast) kv_model_set_act_mode(m, KV_ACT_Q8);
     if (based && kv_model_load(based, &base, &err)) {
         kv_err_prefix(&err, "--base");
         goto fail;

@@ -4,7 +4,7 @@
  * forces a table, falling back to the best supported one below it when the CPU lacks
  * the request, so a forced ISA can never crash with an illegal instruction. Only the
  * *_avx2.c / *_avx512.c files are built with ISA flags; this file is plain C. */
-#include "kvant/kernels.h"
+#include "kernels/kernels_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +76,30 @@ const kv_kernel_ops *kv_kernels_for(kv_isa isa) {
     if (isa < KV_ISA_REF || isa >= KV_ISA_COUNT) return NULL;
     __builtin_cpu_init();
     return cpu_has(isa) ? table_of(isa) : NULL;
+}
+
+/* The q8 path (kernels.h). Its AVX-512 kernel also needs VNNI (vpdpbusd) and VBMI
+ * (vpermb, vpmultishiftqb): Ice Lake and later, Zen 4 and later; Skylake-X and Cascade
+ * Lake run the AVX2 q8 kernel instead (the same integers, so the same numerics up to
+ * fp32 summation order). */
+kv_qmatmul_fn kv_qmatmul_q8_for(kv_isa isa) {
+    __builtin_cpu_init();
+    switch (isa) {
+    case KV_ISA_REF: return kv_qmatmul_q8_ref;
+    case KV_ISA_AVX2: return cpu_has(KV_ISA_AVX2) ? kv_qmatmul_q8_avx2 : NULL;
+    case KV_ISA_AVX512:
+        return cpu_has(KV_ISA_AVX512) && __builtin_cpu_supports("avx512vnni") &&
+                       __builtin_cpu_supports("avx512vbmi")
+                   ? kv_qmatmul_q8_avx512
+                   : NULL;
+    default: return NULL;
+    }
+}
+
+kv_qmatmul_fn kv_kernels_qmatmul_q8(const kv_kernel_ops *ops) {
+    kv_qmatmul_fn f = kv_qmatmul_q8_for(ops->isa);
+    if (!f && ops->isa == KV_ISA_AVX512) f = kv_qmatmul_q8_for(KV_ISA_AVX2);
+    return f ? f : ops->qmatmul;
 }
 
 const char *kv_isa_name(kv_isa isa) {

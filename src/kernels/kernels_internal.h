@@ -19,6 +19,14 @@ void kv_qmatmul_avx512(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
                        const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
                        float *work);
 
+/* qmatmul_q8_<isa>.c: the q8 path (kernels.h); the AVX-512 one needs VNNI + VBMI */
+void kv_qmatmul_q8_avx2(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
+                        const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
+                        float *work);
+void kv_qmatmul_q8_avx512(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
+                          const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
+                          float *work);
+
 /* kernels_<isa>.c: one block of the fp32 GEMM, exactly as its matmul runs it:
  * y[0..m, 0..nc) (+)= x[0..m, 0..kc) * B^T with B = wb[nc][kc] fp32 row-major;
  * first: start from zero, else add to y; bias (or NULL) is added after the sum.
@@ -78,6 +86,85 @@ static inline float kvk_deq(const kv_qmat *w, int64_t r, int64_t k) {
     case KV_QFMT_MXFP4: return kv_e2m1_values[c] * kvk_e8m0(w->scales[gi]);
     case KV_QFMT_MXINT4: return kvk_int4_elem(c) * kvk_e8m0(w->scales[gi]);
     default: return kvk_f16(w->scales + 2 * gi) * (float)((int32_t)c - (int32_t)w->zeros[gi]);
+    }
+}
+
+
+/* ---- the q8 path's shared scalar pieces (kernels.h: "the int8-activation path") ----
+ * Every ISA quantizes activations with these block rules and computes X_g with
+ * kvq8_group_sums, so the integers and X_g are bit-identical across ISAs. */
+
+/* Block scale d and its inverse id from the block's amax (and whether it holds a
+ * non-finite value): NaN for a non-finite block, 0 below 2^-100 (127 / amax would
+ * overflow for tiny subnormals; such a block contributes < 2^-95 |w|). */
+static inline float kvq8_scale(float amax, int nonfinite, float *id) {
+    *id = 0.0f;
+    if (nonfinite) return __builtin_nanf("");
+    if (!(amax >= 0x1p-100f)) return 0.0f;
+    *id = 127.0f / amax;
+    return amax / 127.0f;
+}
+
+/* x8 = rne(v) clamped to [-127, 127] (v = x * id; the default rounding mode is RNE,
+ * which is what cvtps2dq uses too). */
+static inline int8_t kvq8_round(float v) {
+    float r = __builtin_nearbyintf(v);
+    if (r > 127.0f) r = 127.0f;
+    if (r < -127.0f) r = -127.0f;
+    return (int8_t)r;
+}
+
+/* One block of KV_Q8_BLOCK activations: q[], *xs = sum q; returns d. */
+static inline float kvq8_quant_block(const float *x, int8_t *q, int32_t *xs) {
+    float amax = 0.0f, id;
+    int bad = 0;
+    for (int j = 0; j < KV_Q8_BLOCK; j++) {
+        float a = __builtin_fabsf(x[j]);
+        bad |= !(a <= 3.40282347e38f);
+        if (a > amax) amax = a;
+    }
+    float d = kvq8_scale(amax, bad, &id);
+    int32_t s = 0;
+    for (int j = 0; j < KV_Q8_BLOCK; j++) {
+        q[j] = d == d && d > 0.0f ? kvq8_round(x[j] * id) : 0;
+        s += q[j];
+    }
+    *xs = s;
+    return d;
+}
+
+/* X_g = sum_{b in g} d_b * (float)xs_b, blocks in order, for groups [0, ng). */
+static inline void kvq8_group_sums(const float *d, const int32_t *xs, int64_t ng, int bpg,
+                                   float *X) {
+    for (int64_t g = 0; g < ng; g++) {
+        float s = 0.0f;
+        for (int b = 0; b < bpg; b++) s += d[g * bpg + b] * (float)xs[g * bpg + b];
+        X[g] = s;
+    }
+}
+
+/* The weight side: code c of element k as the unsigned integer the dot product uses,
+ * the group's offset z and scale s (w = s * (c - z) exactly). */
+static inline uint32_t kvq8_code(const kv_qmat *w, uint32_t c) {
+    static const uint8_t fp4[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+    switch (w->qf.fmt) {
+    case KV_QFMT_MXFP4: return fp4[c & 15];
+    case KV_QFMT_MXINT4: return c ^ 8u;
+    default: return c;
+    }
+}
+static inline int32_t kvq8_zero(const kv_qmat *w, size_t gi) {
+    switch (w->qf.fmt) {
+    case KV_QFMT_MXFP4: return 12;
+    case KV_QFMT_MXINT4: return 8;
+    default: return w->zeros[gi];
+    }
+}
+static inline float kvq8_wscale(const kv_qmat *w, size_t gi) {
+    switch (w->qf.fmt) {
+    case KV_QFMT_MXFP4: return kvk_e8m0(w->scales[gi]) * 0.5f;
+    case KV_QFMT_MXINT4: return kvk_e8m0(w->scales[gi]) * 0.25f;
+    default: return kvk_f16(w->scales + 2 * gi);
     }
 }
 

@@ -71,6 +71,7 @@ struct kv_model {
     kv_qformat qf;       /* its format */
     kv_qmat *qmats;      /* [n_layers * 7]: the quantized linear layers (owned) */
     int64_t n_qmats;
+    kv_act_mode act;     /* activations of the quantized layers (kv_model_set_act_mode) */
 
     /* run state: one allocation, grown when a bigger batch / context / team arrives */
     void *scratch;
@@ -424,6 +425,11 @@ const kv_config *kv_model_config(const kv_model *m) { return m ? &m->cfg : NULL;
 int64_t kv_model_n_params(const kv_model *m) { return m ? m->n_params : 0; }
 int64_t kv_model_decode_bytes(const kv_model *m) { return m ? m->decode_bytes : 0; }
 
+void kv_model_set_act_mode(kv_model *m, kv_act_mode mode) {
+    if (m) m->act = mode >= KV_ACT_EXACT && mode <= KV_ACT_Q8 ? mode : KV_ACT_EXACT;
+}
+kv_act_mode kv_model_act_mode(const kv_model *m) { return m ? m->act : KV_ACT_EXACT; }
+
 /* ---- KV cache ------------------------------------------------------------------- */
 
 kv_status kv_cache_new(const kv_model *m, int n_slots, int64_t max_len, kv_cache **out,
@@ -581,6 +587,10 @@ static void mm_n(kv_model *m, const kv_kernel_ops *ops, int nth, const float *x,
                  int64_t ldx, int n, const linw *const *w, const float *const *bias,
                  float *const *y, const int64_t *ldy) {
     float *work = m->work;
+    /* the quantized kernel: exact, or int8 activations when the mode asks for them */
+    const kv_qmatmul_fn qmm = m->act == KV_ACT_Q8 || (m->act == KV_ACT_Q8_DECODE && T <= 4)
+                                  ? kv_kernels_qmatmul_q8(ops)
+                                  : ops->qmatmul;
 #pragma omp parallel num_threads(nth)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -589,7 +599,7 @@ static void mm_n(kv_model *m, const kv_kernel_ops *ops, int nth, const float *x,
             split_rows(w[i]->w.n_out, nt, t, &r0, &r1);
             float *wk = work + (size_t)t * KV_MATMUL_WORK_FLOATS;
             if (w[i]->q)
-                ops->qmatmul(x, T, ldx, w[i]->q, bias[i], r0, r1, y[i], ldy[i], wk);
+                qmm(x, T, ldx, w[i]->q, bias[i], r0, r1, y[i], ldy[i], wk);
             else
                 ops->matmul(x, T, ldx, &w[i]->w, bias[i], r0, r1, y[i], ldy[i], wk);
         }

@@ -1,0 +1,359 @@
+/* qmatmul_q8_avx2.c — the int8-activation ("q8") path for quantized weights on AVX2
+ * (+ FMA, F16C): every kv_qmat format, the same integers as qmatmul_q8_ref.c (kernels.h
+ * gives the specification), fp32 sums in another order.
+ *
+ * Pipeline stage: run (the fast decode option). Issue 3, point 8. The scheme of
+ * qmatmul_q8_avx512.c (read its header first) at 8 lanes, with vpmaddubsw (u8 x s8
+ * -> s16 pairs) + vpmaddwd (-> s32) in place of vpdpbusd. The s16 pair sums cannot
+ * saturate: codes are at most 24 (mxfp4) for every format but int8, whose codes are
+ * split into nibbles (c = lo + 16 hi, two vpmaddwd). A chunk is 32 weight bytes
+ * (one ymm): 4-bit E = 64 elements (vectors: low, high nibbles), 2-bit E = 128 (bit
+ * pairs 0..3 of each byte), 8-bit E = 32; 3-bit E = 32 from 12 bytes: vpshufb puts the
+ * 16 bits holding elements 2k, 2k+1 in word k, vpmullw shifts each word's field to bit
+ * 8 (a per-word shift AVX2 lacks), two shifts and masks split it into bytes 2k, 2k+1.
+ * In every case byte p of vector t is element NV * p + t of the chunk, so the
+ * activations are permuted per chunk by that one rule (scalar, once per call), and
+ * dword lane l covers one 32-block. Activations are quantized with the scalar
+ * kvq8_quant_block, so they are bit-identical to the ref's by construction. */
+#include <immintrin.h>
+
+#include "kernels/kernels_internal.h"
+
+#define AI static inline __attribute__((always_inline))
+
+enum { Q4 = 0, QF4, QI4, Q3, Q2, Q8 }; /* int4, mxfp4, mxint4, int3, int2, int8 */
+
+static int kind_of(const kv_qmat *w) {
+    if (w->qf.fmt == KV_QFMT_MXFP4) return QF4;
+    if (w->qf.fmt == KV_QFMT_MXINT4) return QI4;
+    switch (w->qf.bits) {
+    case 4: return Q4;
+    case 3: return Q3;
+    case 2: return Q2;
+    default: return Q8;
+    }
+}
+static int elems_of(int kind) { return kind == Q2 ? 128 : kind == Q3 || kind == Q8 ? 32 : 64; }
+static int nvec_of(int kind) { return kind == Q2 ? 4 : kind == Q3 || kind == Q8 ? 1 : 2; }
+
+typedef struct {
+    const int8_t *x8p; /* [nc][NV][32] */
+    const float *dxv;  /* [nc][8] */
+    const float *X;    /* [ng] */
+} prow;
+
+typedef struct {
+    int kind, B, G, E, NV, CB;
+    int64_t n, nc, ncf, ng;
+    int multi, gsh, per, tgroups;
+    size_t tbytes;
+    __m256i gidx;
+} geom;
+
+static size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+static geom make_geom(const kv_qmat *w) {
+    geom g;
+    g.kind = kind_of(w);
+    g.B = w->qf.bits;
+    g.G = w->qf.group;
+    g.E = elems_of(g.kind);
+    g.NV = nvec_of(g.kind);
+    g.CB = g.E * g.B / 8;
+    g.n = w->n_in;
+    g.nc = (g.n + g.E - 1) / g.E;
+    g.ncf = g.n / g.E;
+    g.ng = w->n_groups;
+    g.multi = g.G < g.E;
+    g.gsh = 0;
+    while (!g.multi && (g.E << g.gsh) < g.G) g.gsh++;
+    g.per = g.multi ? g.E / g.G : 1; /* groups per chunk */
+    int32_t gi[8];
+    for (int l = 0; l < 8; l++) gi[l] = l / (8 / g.per);
+    g.gidx = _mm256_loadu_si256((const __m256i *)gi);
+    const int64_t tail = g.n - g.ncf * g.E;
+    g.tbytes = (size_t)(tail * g.B / 8);
+    g.tgroups = (int)(tail / g.G);
+    return g;
+}
+
+static size_t row_bytes(const geom *g) {
+    return up64((size_t)g->nc * (size_t)g->NV * 32) + up64((size_t)g->nc * 32) + up64((size_t)g->ng * 4);
+}
+static size_t tmp_bytes(const geom *g) {
+    const size_t nbp = (size_t)g->nc * (size_t)g->E / KV_Q8_BLOCK;
+    return up64((size_t)g->nc * (size_t)g->E) + 2 * up64(nbp * 4);
+}
+
+static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, prow *out) {
+    const int64_t nb = g->n / KV_Q8_BLOCK, nbp = g->nc * g->E / KV_Q8_BLOCK;
+    int8_t *x8 = (int8_t *)tmp;
+    float *d = (float *)(void *)(tmp + up64((size_t)g->nc * (size_t)g->E));
+    int32_t *xs = (int32_t *)(void *)((uint8_t *)d + up64((size_t)nbp * 4));
+    for (int64_t b = 0; b < nb; b++) d[b] = kvq8_quant_block(x + b * KV_Q8_BLOCK, x8 + b * KV_Q8_BLOCK, &xs[b]);
+    for (int64_t b = nb; b < nbp; b++) {
+        d[b] = 0.0f;
+        xs[b] = 0;
+        memset(x8 + b * KV_Q8_BLOCK, 0, KV_Q8_BLOCK);
+    }
+    int8_t *x8p = (int8_t *)dst;
+    float *dxv = (float *)(void *)(dst + up64((size_t)g->nc * (size_t)g->NV * 32));
+    float *X = (float *)(void *)((uint8_t *)dxv + up64((size_t)g->nc * 32));
+    kvq8_group_sums(d, xs, g->ng, g->G / KV_Q8_BLOCK, X);
+    const int NV = g->NV, lpb = 256 / g->E; /* lanes per 32-block */
+    for (int64_t c = 0; c < g->nc; c++) {
+        const int8_t *s = x8 + c * g->E;
+        int8_t *o = x8p + c * NV * 32;
+        for (int t = 0; t < NV; t++)
+            for (int p = 0; p < 32; p++) o[t * 32 + p] = s[NV * p + t];
+        const int64_t b0 = c * g->E / KV_Q8_BLOCK;
+        for (int l = 0; l < 8; l++) dxv[c * 8 + l] = d[b0 + l / lpb];
+    }
+    out->x8p = x8p;
+    out->dxv = dxv;
+    out->X = X;
+}
+
+#define MAXR 2
+#define MAXM 4
+
+typedef struct {
+    __m256i m0f, m03, m07, m700, lut, ones, sixteen;
+    __m256i c3, mul3; /* int3: vpshufb control, vpmullw factors */
+} dconsts;
+
+static dconsts make_dconsts(void) {
+    dconsts k;
+    k.m0f = _mm256_set1_epi8(0x0F);
+    k.m03 = _mm256_set1_epi8(0x03);
+    k.m07 = _mm256_set1_epi16(0x0007);
+    k.m700 = _mm256_set1_epi16(0x0700);
+    const uint8_t fp4[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+    k.lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)fp4));
+    k.ones = _mm256_set1_epi16(1);
+    k.sixteen = _mm256_set1_epi16(16);
+    int8_t c[32];
+    int16_t mu[16];
+    for (int L = 0; L < 2; L++)
+        for (int j = 0; j < 8; j++) {
+            int bit = 6 * j; /* elements 2j, 2j+1 of the lane's 16 start at bit 6j */
+            c[16 * L + 2 * j] = (int8_t)(6 * L + bit / 8);
+            c[16 * L + 2 * j + 1] = (int8_t)(6 * L + bit / 8 + 1);
+            mu[8 * L + j] = (int16_t)(1 << (8 - bit % 8));
+        }
+    k.c3 = _mm256_loadu_si256((const __m256i *)c);
+    k.mul3 = _mm256_loadu_si256((const __m256i *)mu);
+    return k;
+}
+
+AI void decode(int kind, const dconsts *k, __m256i v, __m256i *t) {
+    switch (kind) {
+    case Q4:
+    case QI4:
+        if (kind == QI4) v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x88));
+        t[0] = _mm256_and_si256(v, k->m0f);
+        t[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), k->m0f);
+        break;
+    case QF4:
+        t[0] = _mm256_shuffle_epi8(k->lut, _mm256_and_si256(v, k->m0f));
+        t[1] = _mm256_shuffle_epi8(k->lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), k->m0f));
+        break;
+    case Q3: {
+        __m256i m = _mm256_mullo_epi16(_mm256_shuffle_epi8(v, k->c3), k->mul3);
+        t[0] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(m, 8), k->m07),
+                               _mm256_and_si256(_mm256_srli_epi16(m, 3), k->m700));
+        break;
+    }
+    case Q2:
+        t[0] = _mm256_and_si256(v, k->m03);
+        t[1] = _mm256_and_si256(_mm256_srli_epi16(v, 2), k->m03);
+        t[2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), k->m03);
+        t[3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), k->m03);
+        break;
+    default: t[0] = v; break;
+    }
+}
+
+/* Weight bytes of chunk c (a partial last chunk through a zeroed copy). */
+AI __m256i load_chunk(int kind, const geom *g, const uint8_t *p, int tail) {
+    if (tail) {
+        uint8_t buf[32] = {0};
+        memcpy(buf, p, g->tbytes);
+        return _mm256_loadu_si256((const __m256i *)buf);
+    }
+    if (kind == Q3) /* 12 bytes; the int layout copy has 64 bytes of padding */
+        return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+AI __m256 lane_scales(const geom *g, const kv_qmat *w, int64_t r, int64_t c, int tail) {
+    const size_t rg = (size_t)r * (size_t)g->ng;
+    if (!g->multi) {
+        if (w->qf.fmt != KV_QFMT_INT) return _mm256_set1_ps(kvq8_wscale(w, rg + (size_t)(c >> g->gsh)));
+        uint16_t h;
+        memcpy(&h, w->scales + 2 * (rg + (size_t)(c >> g->gsh)), 2);
+        return _mm256_set1_ps(_cvtsh_ss(h));
+    }
+    const int cnt = tail ? g->tgroups : g->per; /* <= 4 */
+    const size_t gi = rg + (size_t)c * (size_t)g->per;
+    if (w->qf.fmt == KV_QFMT_INT) {
+        uint64_t h = 0;
+        memcpy(&h, w->scales + 2 * gi, (size_t)cnt * 2);
+        __m128 s4 = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+        return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s4), g->gidx);
+    }
+    float s[8] = {0};
+    for (int j = 0; j < cnt; j++) s[j] = kvq8_wscale(w, gi + (size_t)j);
+    return _mm256_permutevar8x32_ps(_mm256_loadu_ps(s), g->gidx);
+}
+
+AI float offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X) {
+    const size_t rg = (size_t)r * (size_t)g->ng;
+    float acc = 0.0f;
+    if (w->qf.fmt == KV_QFMT_INT) {
+        for (int64_t j = 0; j < g->ng; j++) {
+            uint16_t h;
+            memcpy(&h, w->scales + 2 * (rg + (size_t)j), 2);
+            acc += _cvtsh_ss(h) * (float)w->zeros[rg + (size_t)j] * X[j];
+        }
+        return acc;
+    }
+    for (int64_t j = 0; j < g->ng; j++)
+        acc += kvq8_wscale(w, rg + (size_t)j) * (float)kvq8_zero(w, rg + (size_t)j) * X[j];
+    return acc;
+}
+
+AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+              const uint8_t *const *row, const prow *xp, int64_t r, int64_t c, int tail,
+              __m256 acc[MAXR][MAXM]) {
+    const int NV = nvec_of(kind);
+    const int CB = kind == Q3 ? 12 : 32;
+#pragma GCC unroll 2
+    for (int q = 0; q < R; q++) {
+        __m256i t[4];
+        decode(kind, k, load_chunk(kind, g, row[q] + (size_t)c * (size_t)CB, tail), t);
+        const __m256 sv = lane_scales(g, w, r + q, c, tail);
+#pragma GCC unroll 4
+        for (int i = 0; i < M; i++) {
+            const int8_t *xc = xp[i].x8p + c * NV * 32;
+            __m256i s32;
+            if (kind == Q8) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)xc);
+                __m256i lo = _mm256_and_si256(t[0], k->m0f);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(t[0], 4), k->m0f);
+                s32 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xv), k->ones),
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xv), k->sixteen));
+            } else {
+                __m256i s16 = _mm256_maddubs_epi16(t[0], _mm256_loadu_si256((const __m256i *)xc));
+#pragma GCC unroll 4
+                for (int u = 1; u < NV; u++)
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(t[u], _mm256_loadu_si256((const __m256i *)(xc + 32 * u))));
+                s32 = _mm256_madd_epi16(s16, k->ones);
+            }
+            __m256 pv = _mm256_mul_ps(_mm256_cvtepi32_ps(s32), _mm256_loadu_ps(xp[i].dxv + c * 8));
+            acc[q][i] = _mm256_fmadd_ps(pv, sv, acc[q][i]);
+        }
+    }
+}
+
+AI float hsum(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+AI void gemv_tile(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+                  const prow *xp, int64_t r, float *y, int64_t ldy, const float *bias) {
+    const uint8_t *row[MAXR];
+    __m256 acc[MAXR][MAXM];
+#pragma GCC unroll 2
+    for (int q = 0; q < R; q++) {
+        row[q] = w->q + (size_t)(r + q) * (size_t)w->row_bytes;
+#pragma GCC unroll 4
+        for (int i = 0; i < M; i++) acc[q][i] = _mm256_setzero_ps();
+    }
+    for (int64_t c = 0; c < g->ncf; c++) chunk(kind, R, M, g, k, w, row, xp, r, c, 0, acc);
+    if (g->ncf < g->nc) chunk(kind, R, M, g, k, w, row, xp, r, g->ncf, 1, acc);
+#pragma GCC unroll 2
+    for (int q = 0; q < R; q++) {
+#pragma GCC unroll 4
+        for (int i = 0; i < M; i++) {
+            float v = hsum(acc[q][i]) - offset_term(g, w, r + q, xp[i].X);
+            if (bias) v += bias[r + q];
+            y[i * ldy + r + q] = v;
+        }
+    }
+}
+
+typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const prow *, int64_t,
+                        float *, int64_t, const float *);
+
+#define TILE_FN(kind, R, M)                                                                  \
+    static void tile_##kind##_##R##_##M(const geom *g, const dconsts *k, const kv_qmat *w,     \
+                                        const prow *xp, int64_t r, float *y, int64_t ldy,      \
+                                        const float *bias) {                                   \
+        gemv_tile(kind, R, M, g, k, w, xp, r, y, ldy, bias);                                   \
+    }
+#define TILE_SET(kind) \
+    TILE_FN(kind, 2, 1) TILE_FN(kind, 1, 1) TILE_FN(kind, 2, 2) TILE_FN(kind, 1, 2) \
+    TILE_FN(kind, 1, 3) TILE_FN(kind, 1, 4)
+TILE_SET(Q4)
+TILE_SET(QF4)
+TILE_SET(QI4)
+TILE_SET(Q3)
+TILE_SET(Q2)
+TILE_SET(Q8)
+
+#define TILE_ROW(kind) \
+    {{tile_##kind##_2_1, tile_##kind##_1_1}, {tile_##kind##_2_2, tile_##kind##_1_2}, \
+     {tile_##kind##_1_3, tile_##kind##_1_3}, {tile_##kind##_1_4, tile_##kind##_1_4}}
+static const tile_fn TILES[6][4][2] = {TILE_ROW(Q4), TILE_ROW(QF4), TILE_ROW(QI4),
+                                       TILE_ROW(Q3), TILE_ROW(Q2), TILE_ROW(Q8)};
+static const int TILE_R[4] = {2, 2, 1, 1};
+
+static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const prow *xp, int M,
+                     int64_t ra, int64_t rb, float *y, int64_t ldy, const float *bias) {
+    const tile_fn wide = TILES[g->kind][M - 1][0], one = TILES[g->kind][M - 1][1];
+    const int R = TILE_R[M - 1];
+    int64_t r = ra;
+    for (; r + R <= rb; r += R) wide(g, k, w, xp, r, y, ldy, bias);
+    for (; r < rb; r++) one(g, k, w, xp, r, y, ldy, bias);
+}
+
+#define MAXP 64
+#define RBLK 32
+
+void kv_qmatmul_q8_avx2(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
+                        const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
+                        float *work) {
+    if (m <= 0 || r1 <= r0) return;
+    const geom g = make_geom(w);
+    const size_t rbytes = row_bytes(&g), tbytes = tmp_bytes(&g);
+    const size_t cap = KV_MATMUL_WORK_FLOATS * sizeof(float);
+    if (!work || tbytes + rbytes > cap) {
+        kv_qmatmul_q8_ref(x, m, ldx, w, bias, r0, r1, y, ldy, work);
+        return;
+    }
+    int64_t P = (int64_t)((cap - tbytes) / rbytes);
+    if (P > MAXP) P = MAXP;
+    if (P > m) P = m;
+    const dconsts k = make_dconsts();
+    uint8_t *tmp = (uint8_t *)work, *rows = tmp + tbytes;
+    prow xp[MAXP];
+    for (int64_t i0 = 0; i0 < m; i0 += P) {
+        const int64_t np = m - i0 < P ? m - i0 : P;
+        for (int64_t i = 0; i < np; i++) prep_row(&g, x + (i0 + i) * ldx, rows + (size_t)i * rbytes, tmp, &xp[i]);
+        if (np <= 4) {
+            run_rows(&g, &k, w, xp, (int)np, r0, r1, y + i0 * ldy, ldy, bias);
+            continue;
+        }
+        for (int64_t ra = r0; ra < r1; ra += RBLK) {
+            const int64_t rb = r1 - ra < RBLK ? r1 - ra : RBLK;
+            for (int64_t i = 0; i < np; i += 4) {
+                const int M = np - i < 4 ? (int)(np - i) : 4;
+                run_rows(&g, &k, w, xp + i, M, ra, ra + rb, y + (i0 + i) * ldy, ldy, bias);
+            }
+        }
+    }
+}
