@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static int kv_t_failed_checks; /* in the current test */
 static int kv_t_pass, kv_t_fail;
@@ -108,6 +109,39 @@ static inline int kv_test_summary(void) {
 static inline const char *kv_test_data_dir(void) {
     const char *d = getenv("KVANT_DATA");
     return d && *d ? d : "../shared/data";
+}
+
+/* The kvant binary under test: $KVANT_BIN (tests/run.sh sets it per build), else
+ * build/kvant. */
+static inline const char *kv_test_bin(void) {
+    const char *b = getenv("KVANT_BIN");
+    return b && *b ? b : "build/kvant";
+}
+
+/* Run "kvant ARGS" with stdin from stdin_file (NULL: /dev/null), stdout and stderr
+ * captured together into out; returns the exit status (128 + signal if killed). */
+static inline int kv_test_run(const char *args, const char *stdin_file, char *out, size_t cap) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s <%s 2>&1", kv_test_bin(), args,
+             stdin_file ? stdin_file : "/dev/null");
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The number after "key": in the last line of out (kvant's JSON result line); NAN if absent. */
+static inline double kv_test_json_num(const char *out, const char *key) {
+    const char *last = out, *nl;
+    size_t len = strlen(out);
+    while (len && out[len - 1] == '\n') len--;
+    for (const char *q = out; (nl = memchr(q, '\n', (size_t)(out + len - q))); q = nl + 1) last = nl + 1;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *k = strstr(last, pat);
+    return k ? atof(k + strlen(pat)) : NAN;
 }
 
 #endif

@@ -12,34 +12,8 @@
 #include "kvant/fileio.h"
 #include "test.h"
 
-static const char *bin(void) {
-    const char *b = getenv("KVANT_BIN");
-    return b && *b ? b : "build/kvant";
-}
 
-/* Run "kvant ARGS" with stdout and stderr captured together; returns the exit status. */
-static int run(const char *args, const char *stdin_file, char *out, size_t cap) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s <%s 2>&1", bin(), args, stdin_file ? stdin_file : "/dev/null");
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
-/* Value of "key": number in the last JSON line of out. */
-static double json_num(const char *out, const char *key) {
-    const char *last = out, *nl;
-    size_t len = strlen(out);
-    while (len && out[len - 1] == '\n') len--;
-    for (const char *q = out; (nl = memchr(q, '\n', (size_t)(out + len - q))); q = nl + 1) last = nl + 1;
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *k = strstr(last, pat);
-    return k ? atof(k + strlen(pat)) : NAN;
-}
 
 static cJSON *expected;
 
@@ -56,16 +30,16 @@ static void test_ppl_text_windows(void) {
         snprintf(args, sizeof args, "ppl %s --text %s --ctx %d --quiet",
                  cJSON_GetStringValue(cJSON_GetObjectItem(c, "model")),
                  cJSON_GetStringValue(cJSON_GetObjectItem(c, "text")), (int)num(c, "ctx_arg"));
-        int rc = run(args, NULL, out, sizeof out);
+        int rc = kv_test_run(args, NULL, out, sizeof out);
         CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
-        CHECK_EQ_INT(json_num(out, "tokens"), num(c, "tokens"));
-        CHECK_EQ_INT(json_num(out, "windows"), num(c, "windows"));
-        CHECK_EQ_INT(json_num(out, "ctx"), num(c, "ctx"));
-        CHECK_EQ_INT(json_num(out, "dropped_tokens"), num(c, "dropped_tokens"));
-        double nll = json_num(out, "nll"), want = num(c, "nll");
+        CHECK_EQ_INT(kv_test_json_num(out, "tokens"), num(c, "tokens"));
+        CHECK_EQ_INT(kv_test_json_num(out, "windows"), num(c, "windows"));
+        CHECK_EQ_INT(kv_test_json_num(out, "ctx"), num(c, "ctx"));
+        CHECK_EQ_INT(kv_test_json_num(out, "dropped_tokens"), num(c, "dropped_tokens"));
+        double nll = kv_test_json_num(out, "nll"), want = num(c, "nll");
         CHECK_MSG(fabs(nll - want) < 1e-4, "nll %.6f want %.6f", nll, want);
-        CHECK(fabs(json_num(out, "ppl") - exp(want)) / exp(want) < 2e-4);
-        CHECK(json_num(out, "tokens_per_second") > 0);
+        CHECK(fabs(kv_test_json_num(out, "ppl") - exp(want)) / exp(want) < 2e-4);
+        CHECK(kv_test_json_num(out, "tokens_per_second") > 0);
     }
 }
 
@@ -75,11 +49,11 @@ static void test_ppl_ids_sharded(void) {
     char args[512];
     snprintf(args, sizeof args, "ppl %s --ids %s --ctx 100", cJSON_GetStringValue(cJSON_GetObjectItem(c, "model")),
              cJSON_GetStringValue(cJSON_GetObjectItem(c, "ids")));
-    int rc = run(args, NULL, out, sizeof out);
+    int rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
-    CHECK_EQ_INT(json_num(out, "tokens"), num(c, "tokens"));
-    CHECK_EQ_INT(json_num(out, "dropped_tokens"), num(c, "dropped_tokens"));
-    double nll = json_num(out, "nll"), want = num(c, "nll");
+    CHECK_EQ_INT(kv_test_json_num(out, "tokens"), num(c, "tokens"));
+    CHECK_EQ_INT(kv_test_json_num(out, "dropped_tokens"), num(c, "dropped_tokens"));
+    double nll = kv_test_json_num(out, "nll"), want = num(c, "nll");
     CHECK_MSG(fabs(nll - want) < 1e-4, "nll %.6f want %.6f", nll, want);
 }
 
@@ -90,7 +64,7 @@ static void test_tokenize_cli(void) {
     size_t wl;
     kv_err err = {0};
     CHECK(kv_read_file("tests/fixtures/ppl/tiny_qwen3_sample_ids.txt", &want, &wl, &err) == KV_OK);
-    int rc = run("tokenize models/tiny-qwen3 --add-special", "docs/sample.txt", out, sizeof out);
+    int rc = kv_test_run("tokenize models/tiny-qwen3 --add-special", "docs/sample.txt", out, sizeof out);
     CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
     CHECK_MSG(want && !strcmp(out, want), "ids differ:\n got %.200s\nwant %.200s", out, want ? want : "");
     free(want);
@@ -98,12 +72,12 @@ static void test_tokenize_cli(void) {
 
 static void test_info_and_generate(void) {
     static char out[1 << 16];
-    int rc = run("info tests/fixtures/models/qwen3_untied_bf16 --json", NULL, out, sizeof out);
+    int rc = kv_test_run("info tests/fixtures/models/qwen3_untied_bf16 --json", NULL, out, sizeof out);
     CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
     CHECK(strstr(out, "\"architecture\": \"Qwen3ForCausalLM\""));
     CHECK(strstr(out, "\"head_dim\": 24"));
     CHECK(strstr(out, "\"BF16\""));
-    rc = run("generate models/tiny-qwen3 -p \"Hello\" -n 4 --ignore-eos --quiet", NULL, out, sizeof out);
+    rc = kv_test_run("generate models/tiny-qwen3 -p \"Hello\" -n 4 --ignore-eos --quiet", NULL, out, sizeof out);
     CHECK_MSG(rc == 0 && !strncmp(out, "Hello", 5), "exit %d: %s", rc, out);
 }
 
@@ -121,7 +95,7 @@ static const char *put(const char *dir, const char *name, const char *content) {
 
 static void expect(const char *args, int want_rc, const char *needle) {
     static char out[1 << 16];
-    int rc = run(args, NULL, out, sizeof out);
+    int rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == want_rc && strstr(out, needle), "kvant %s: exit %d (want %d), output lacks \"%s\":\n%s",
               args, rc, want_rc, needle, out);
     CHECK_MSG(!strstr(out, "AddressSanitizer") && !strstr(out, "runtime error"), "sanitizer report: %s", out);

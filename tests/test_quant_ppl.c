@@ -20,38 +20,13 @@
 
 static char tmpdir[256];
 
-static const char *bin(void) {
-    const char *b = getenv("KVANT_BIN");
-    return b && *b ? b : "build/kvant";
-}
 
 static int rm_cb(const char *p, const struct stat *sb, int fl, struct FTW *f) {
     (void)sb, (void)fl, (void)f;
     return remove(p);
 }
 
-static int run(const char *args, char *out, size_t cap) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s </dev/null 2>&1", bin(), args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
-/* Value of "key": number in the last line of out. */
-static double json_num(const char *out, const char *key) {
-    const char *last = out, *nl;
-    size_t len = strlen(out);
-    while (len && out[len - 1] == '\n') len--;
-    for (const char *q = out; (nl = memchr(q, '\n', (size_t)(out + len - q))); q = nl + 1) last = nl + 1;
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *k = strstr(last, pat);
-    return k ? atof(k + strlen(pat)) : NAN;
-}
 
 /* The ways `kvant ppl` says it cannot run a quantized checkpoint (yet). */
 static int unsupported(const char *out) {
@@ -86,10 +61,10 @@ static void test_quant_ppl(void) {
         snprintf(dir, sizeof dir, "%s/%s-%s", tmpdir, fmt, mx);
         snprintf(args, sizeof args, "quantize %s %s --format %s --mx-scale %s --quiet", model, dir,
                  fmt, mx);
-        int rc = run(args, out, sizeof out);
+        int rc = kv_test_run(args, NULL, out, sizeof out);
         CHECK_MSG(rc == 0, "kvant %s: exit %d: %s", args, rc, out);
         snprintf(args, sizeof args, "ppl %s --text %s --ctx %d --quiet", dir, txt, (int)ctx);
-        rc = run(args, out, sizeof out);
+        rc = kv_test_run(args, NULL, out, sizeof out);
         if (rc != 0 && unsupported(out)) {
             fprintf(stderr, "  SKIP %s (%s): kvant ppl does not run quantized checkpoints yet: %.200s",
                     fmt, mx, out);
@@ -97,10 +72,10 @@ static void test_quant_ppl(void) {
             continue;
         }
         CHECK_MSG(rc == 0, "kvant %s: exit %d: %s", args, rc, out);
-        CHECK_EQ_INT(json_num(out, "tokens"), tokens);
+        CHECK_EQ_INT(kv_test_json_num(out, "tokens"), tokens);
         /* 2e-4 nats: both sides use the same dequantized values exactly; what remains is
          * f32 reassociation in the logits (~1e-5, as for the base model in test_cli) */
-        double nll = json_num(out, "nll");
+        double nll = kv_test_json_num(out, "nll");
         CHECK_MSG(fabs(nll - want) < 2e-4, "%s %s: nll %.6f want %.6f", fmt, mx, nll, want);
     }
     if (skipped) printf("# SKIP test_quant_ppl: %d format(s) not runnable by kvant ppl yet\n", skipped);

@@ -33,10 +33,6 @@
 
 static char tmpdir[256];
 
-static const char *bin(void) {
-    const char *b = getenv("KVANT_BIN");
-    return b && *b ? b : "build/kvant";
-}
 
 static int rm_cb(const char *p, const struct stat *sb, int fl, struct FTW *f) {
     (void)sb, (void)fl, (void)f;
@@ -66,17 +62,6 @@ static const char *tpath(const char *name) {
     return p[k];
 }
 
-/* Run "kvant ARGS" (stdout+stderr captured); returns the exit status. */
-static int run(const char *args, char *out, size_t cap) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s </dev/null 2>&1", bin(), args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 static int same_file(const char *a, const char *b) {
     char *x = NULL, *y = NULL;
@@ -447,7 +432,7 @@ static void test_cli_quantize(void) {
     char args[2048];
     const char *o = tpath("cli_out");
     snprintf(args, sizeof args, "quantize models/tiny-qwen3 %s --format int4-g128 --threads 2", o);
-    int rc = run(args, out, sizeof out);
+    int rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
     CHECK(strstr(out, "bits per weight, quantized layers: 4.1562 stored"));
     CHECK(strstr(out, "4.2500 study"));
@@ -460,7 +445,7 @@ static void test_cli_quantize(void) {
 
     /* existing output without --force */
     snprintf(args, sizeof args, "quantize models/tiny-qwen3 %s --format mxfp4 --quiet", o);
-    rc = run(args, out, sizeof out);
+    rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == 1 && strstr(out, "output directory already exists (use --force"), "%d %s", rc,
               out);
     /* --force replaces it, only after success */
@@ -468,7 +453,7 @@ static void test_cli_quantize(void) {
     snprintf(junk, sizeof junk, "%s/old-file.txt", o);
     CHECK(kv_write_file_atomic(junk, "x", 1, NULL) == KV_OK);
     snprintf(args, sizeof args, "quantize models/tiny-qwen3 %s/ --format mxfp4 --quiet --force", o);
-    rc = run(args, out, sizeof out);
+    rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == 0 && strstr(out, "\"format\": \"mxfp4\""), "%d %s", rc, out);
     CHECK(!kv_is_file(junk));
     qf = (kv_qformat){KV_QFMT_MXFP4, 4, 32};
@@ -476,12 +461,12 @@ static void test_cli_quantize(void) {
     /* a failing --force run keeps the old output */
     snprintf(args, sizeof args, "quantize tests/fixtures/models/qwen2_bias_f32 %s --format "
              "int4-g32 --force --quiet", o);
-    rc = run(args, out, sizeof out);
+    rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == 1 && strstr(out, "does not divide"), "%d %s", rc, out);
     verify_output("models/tiny-qwen3", o, qf, &qo);
     /* the output as input: already quantized */
     snprintf(args, sizeof args, "quantize %s %s --format mxfp4 --quiet", o, tpath("x2"));
-    rc = run(args, out, sizeof out);
+    rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == 1 && strstr(out, "already quantized"), "%d %s", rc, out);
     CHECK(!kv_is_dir(tpath("x2")));
     /* --force refuses a directory that is not a checkpoint */
@@ -491,7 +476,7 @@ static void test_cli_quantize(void) {
     CHECK(kv_write_file_atomic(junk, "x", 1, NULL) == KV_OK);
     snprintf(args, sizeof args, "quantize models/tiny-qwen3 %s --format mxfp4 --force --quiet",
              plain);
-    rc = run(args, out, sizeof out);
+    rc = kv_test_run(args, NULL, out, sizeof out);
     CHECK_MSG(rc == 1 && strstr(out, "refusing to replace it"), "%d %s", rc, out);
     CHECK(kv_is_file(junk));
     CHECK_EQ_INT(count_entries(tmpdir, ".kvant-"), 0);
@@ -583,7 +568,7 @@ static void test_cli_bad_input(void) {
     ADD(1, "parent directory", "quantize %s %s/no/such/parent --format mxfp4", Q, tmpdir);
 #undef ADD
     for (int k = 0; k < n; k++) {
-        int rc = run(cases[k].args, out, sizeof out);
+        int rc = kv_test_run(cases[k].args, NULL, out, sizeof out);
         CHECK_MSG(rc == cases[k].code && strstr(out, cases[k].needle),
                   "kvant %s: exit %d (want %d), output:\n%s\n  (want \"%s\")", cases[k].args, rc,
                   cases[k].code, out, cases[k].needle);
@@ -611,7 +596,7 @@ static void test_disk_full(void) {
         signal(SIGXFSZ, SIG_IGN);
         struct rlimit rl = {1000000, 1000000}; /* model.safetensors: 2.6 MB */
         setrlimit(RLIMIT_FSIZE, &rl);
-        execl(bin(), bin(), "quantize", "models/tiny-qwen3", o, "--format", "int8-g32", "--quiet",
+        execl(kv_test_bin(), kv_test_bin(), "quantize", "models/tiny-qwen3", o, "--format", "int8-g32", "--quiet",
               (char *)NULL);
         _exit(127);
     }

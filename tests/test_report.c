@@ -24,10 +24,6 @@
 
 static char tmpdir[256];
 
-static const char *bin(void) {
-    const char *b = getenv("KVANT_BIN");
-    return b && *b ? b : "build/kvant";
-}
 
 static int count_sub(const char *s, const char *needle) {
     int n = 0;
@@ -248,7 +244,7 @@ static void test_write_and_cli(void) {
 
     /* the CLI: table on stdout, files in --out; a bad file: exit 1 naming it */
     snprintf(cmd, sizeof cmd, "%s report %s/base.json %s/int4-g128.json --out %s/cli 2>/dev/null",
-             bin(), FIX, FIX, tmpdir);
+             kv_test_bin(), FIX, FIX, tmpdir);
     char out[1 << 14] = "";
     p = popen(cmd, "r");
     size_t got = p ? fread(out, 1, sizeof out - 1, p) : 0;
@@ -259,7 +255,7 @@ static void test_write_and_cli(void) {
     snprintf(path, sizeof path, "%s/cli/report.html", tmpdir);
     CHECK(kv_is_file(path));
     snprintf(path, sizeof path, "%s/bad/broken.json", tmpdir);
-    snprintf(cmd, sizeof cmd, "%s report %s/base.json %s --out %s/cli2 2>&1", bin(), FIX, path,
+    snprintf(cmd, sizeof cmd, "%s report %s/base.json %s --out %s/cli2 2>&1", kv_test_bin(), FIX, path,
              tmpdir);
     p = popen(cmd, "r");
     got = p ? fread(out, 1, sizeof out - 1, p) : 0;
@@ -267,7 +263,7 @@ static void test_write_and_cli(void) {
     rc = p ? pclose(p) : -1;
     CHECK(rc != 0);
     CHECK_MSG(strstr(out, "broken.json: not a kvant results file"), "%s", out);
-    snprintf(cmd, sizeof cmd, "%s report %s/base.json 2>&1", bin(), FIX);
+    snprintf(cmd, sizeof cmd, "%s report %s/base.json 2>&1", kv_test_bin(), FIX);
     p = popen(cmd, "r");
     got = p ? fread(out, 1, sizeof out - 1, p) : 0;
     out[got] = '\0';
