@@ -62,8 +62,10 @@ AI void gemv_tile(kv_dtype t, int R, int M, const float *x, int64_t ldx, const k
     }
     int64_t k = 0;
     for (; k + 16 <= n; k += 16) {
+        const int pf = (((size_t)k * es) & 63) < 16 * es; /* the step starting each line */
 #pragma GCC unroll 4
         for (int q = 0; q < R; q++) {
+            if (pf) kvk_prefetch_line((const uint8_t *)row[0], rb, R, (((size_t)k * es) >> 6) * (size_t)R + (size_t)q);
             __m256 w0 = wload8(t, row[q] + (size_t)k * es);
             __m256 w1 = wload8(t, row[q] + (size_t)(k + 8) * es);
 #pragma GCC unroll 4

@@ -69,6 +69,10 @@ AI void gemv_tile(kv_dtype t, int R, int M, const float *x, int64_t ldx, const k
     for (; k + 32 <= n; k += 32) {
 #pragma GCC unroll 4
         for (int q = 0; q < R; q++) {
+            /* 32 elements: one line (bf16, f16) or two (f32) */
+            const size_t pl = ((size_t)(k / 32) * (size_t)R + (size_t)q) * (es / 2);
+            kvk_prefetch_line((const uint8_t *)row[0], rb, R, pl);
+            if (es == 4) kvk_prefetch_line((const uint8_t *)row[0], rb, R, pl + 1);
             __m512 w0 = wload16(t, row[q] + (size_t)k * es);
             __m512 w1 = wload16(t, row[q] + (size_t)(k + 16) * es);
 #pragma GCC unroll 4

@@ -44,6 +44,33 @@ void kv_gemm_block_avx512(const float *x, int64_t m, int64_t ldx, const float *w
                           int64_t kc, float *y, int64_t ldy, int first, const float *bias,
                           float *panel);
 
+/* ---- GEMV weight prefetch ---- */
+
+/* A GEMV tile reads its R rows as R interleaved streams of only row_bytes each, too
+ * short for the hardware stream prefetcher to ramp up, and R streams per thread make
+ * the memory system reorder: the cold GEMVs waited at ~40-75% of the read bandwidth
+ * (bench_qmatmul). So the SIMD GEMVs request the tile KV_PF_TILES tiles ahead
+ * themselves, which is R contiguous rows, in address order: the p-th request of a
+ * tile (p = step * R + q, one per 64 weight bytes of a row) goes to line p of that
+ * region, one sequential stream per thread. Steps of fewer than 64 bytes (int3: 48)
+ * run a little further ahead each step; requests are hints and never fault. */
+#define KV_PF_TILES 2
+static inline void kvk_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+static inline void kvk_prefetch_line(const uint8_t *tile, size_t row_bytes, int R, size_t p) {
+    kvk_prefetch(tile + (size_t)(KV_PF_TILES * R) * row_bytes + p * 64);
+}
+
+/* The side arrays (scales, zeros: n_groups entries of `es` bytes per row) of the R rows
+ * KV_PF_TILES tiles after row r. A prefetch past the end of an array does not fault. */
+static inline void kvk_prefetch_side(const kv_qmat *w, int64_t r, int R) {
+    const size_t ng = (size_t)w->n_groups, es = w->qf.fmt == KV_QFMT_INT ? 2 : 1;
+    const size_t row = (size_t)(r + KV_PF_TILES * R);
+    for (size_t o = (row * ng * es) & ~(size_t)63; o < (row + (size_t)R) * ng * es; o += 64)
+        kvk_prefetch(w->scales + o);
+    if (w->zeros)
+        for (size_t o = (row * ng) & ~(size_t)63; o < (row + (size_t)R) * ng; o += 64) kvk_prefetch(w->zeros + o);
+}
+
 /* ---- scalar decoders of the kv_qmat layout (the specification) ---- */
 
 /* Element k (B bits, B <= 8) of a row's LSB-first bit string. */

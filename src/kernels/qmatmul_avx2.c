@@ -118,6 +118,7 @@ AI void gemv_tile(int kind, int R, int M, const kv_qmat *w, const kb_consts *kc,
     const int B = w->qf.bits, G = w->qf.group;
     const uint8_t *row[MAXR];
     __m256 a0[MAXR][MAXM], a1[MAXR][MAXM];
+    if (k0 == 0) kvk_prefetch_side(w, r, R);
 #pragma GCC unroll 2
     for (int q = 0; q < R; q++) {
         row[q] = w->q + (size_t)(r + q) * (size_t)w->row_bytes;
@@ -136,9 +137,13 @@ AI void gemv_tile(int kind, int R, int M, const kv_qmat *w, const kb_consts *kc,
         }
         for (int64_t k = g0; k < g0 + G; k += 32) {
             const float *xk = xs + (k - k0);
+            /* one prefetch per 64 weight bytes (int3: per 48, which still reaches every line) */
+            const int64_t ep = B == 3 ? 128 : 512 / B;
+            const int pf = (k & (ep - 1)) == 0;
 #pragma GCC unroll 2
             for (int q = 0; q < R; q++) {
                 __m256 v[4];
+                if (pf) kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (size_t)(k / ep) * (size_t)R + (size_t)q);
                 decode32(kind, B, row[q], k, t[q], z[q], kc, v);
 #pragma GCC unroll 4
                 for (int i = 0; i < M; i++) {

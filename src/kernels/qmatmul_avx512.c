@@ -128,6 +128,7 @@ AI void gemv_tile(int kind, int R, int M, const kv_qmat *w, const kb_consts *kc,
     const int B = w->qf.bits, G = w->qf.group;
     const uint8_t *row[MAXR];
     __m512 a0[MAXR][MAXM], a1[MAXR][MAXM];
+    if (k0 == 0) kvk_prefetch_side(w, r, R);
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
         row[q] = w->q + (size_t)(r + q) * (size_t)w->row_bytes;
@@ -146,9 +147,13 @@ AI void gemv_tile(int kind, int R, int M, const kv_qmat *w, const kb_consts *kc,
         }
         for (int64_t k = g0; k < g0 + G; k += 32) {
             const float *xk = xs + (k - k0);
+            /* one prefetch per 64 weight bytes (int3: per 48, which still reaches every line) */
+            const int64_t ep = B == 3 ? 128 : 512 / B;
+            const int pf = (k & (ep - 1)) == 0;
 #pragma GCC unroll 4
             for (int q = 0; q < R; q++) {
                 __m512 lo, hi;
+                if (pf) kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (size_t)(k / ep) * (size_t)R + (size_t)q);
                 decode32(kind, B, row[q], k, t[q], z[q], kc, &lo, &hi);
 #pragma GCC unroll 4
                 for (int i = 0; i < M; i++) {
@@ -206,10 +211,12 @@ AI void gemv_tile_w(int mx, int R, int M, const kv_qmat *w, const float *xs, int
     __m512 t[MAXR], c[MAXR];
     for (int q = 0; q < MAXR; q++) t[q] = c[q] = _mm512_setzero_ps();
     const __m512i nib = _mm512_set1_epi32(15), magic = _mm512_set1_epi32(0x4B000000);
+    if (k0 == 0) kvk_prefetch_side(w, r, R);
     for (int64_t k = k0; k < k1; k += 128) {
         const float *xk = xs + (k - k0);
 #pragma GCC unroll 4
         for (int q = 0; q < R; q++) {
+            kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (size_t)(k / 128) * (size_t)R + (size_t)q);
             __m512i v = _mm512_loadu_si512(row[q] + ((size_t)k >> 1));
             __m512 sc = _mm512_setzero_ps();
             if (mx) {

@@ -186,6 +186,37 @@ AI __m256i load_chunk(int kind, const geom *g, const uint8_t *p, int tail) {
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
+/* 2^(e-127) for 8 E8M0 bytes (e = 0: the subnormal 2^-127; 0xFF never passes load
+ * validation) times `mul`: kvq8_wscale of MX in vector form. */
+AI __m256 e8m0x8(__m256i e, __m256 mul) {
+    const __m256i bits = _mm256_blendv_epi8(_mm256_slli_epi32(e, 23), _mm256_set1_epi32(0x00400000),
+                                            _mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
+    return _mm256_mul_ps(_mm256_castsi256_ps(bits), mul);
+}
+
+AI float hsum(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* n (1..8) bytes at p, zero-extended: fixed-size loads (a variable-length memcpy here
+ * was a libc call per chunk, a third of the MX GEMV's time). */
+AI uint64_t load_upto8(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    switch (n) {
+    case 1: v = p[0]; break;
+    case 2: { uint16_t t; memcpy(&t, p, 2); v = t; break; }
+    case 4: { uint32_t t; memcpy(&t, p, 4); v = t; break; }
+    case 8: memcpy(&v, p, 8); break;
+    default:
+        for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+        break;
+    }
+    return v;
+}
+
 AI __m256 lane_scales(const geom *g, const kv_qmat *w, int64_t r, int64_t c, int tail) {
     const size_t rg = (size_t)r * (size_t)g->ng;
     if (!g->multi) {
@@ -197,30 +228,44 @@ AI __m256 lane_scales(const geom *g, const kv_qmat *w, int64_t r, int64_t c, int
     const int cnt = tail ? g->tgroups : g->per; /* <= 4 */
     const size_t gi = rg + (size_t)c * (size_t)g->per;
     if (w->qf.fmt == KV_QFMT_INT) {
-        uint64_t h = 0;
-        memcpy(&h, w->scales + 2 * gi, (size_t)cnt * 2);
+        const uint64_t h = load_upto8(w->scales + 2 * gi, 2 * cnt);
         __m128 s4 = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
         return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s4), g->gidx);
     }
-    float s[8] = {0};
-    for (int j = 0; j < cnt; j++) s[j] = kvq8_wscale(w, gi + (size_t)j);
-    return _mm256_permutevar8x32_ps(_mm256_loadu_ps(s), g->gidx);
+    const uint64_t e4 = load_upto8(w->scales + gi, cnt);
+    /* lanes to groups first: the unused bytes are e = 0, a subnormal scale, whose
+     * multiply costs a microcode assist (it made this GEMV 3x slower) */
+    const __m256i e = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e4)), g->gidx);
+    return e8m0x8(e, _mm256_set1_ps(w->qf.fmt == KV_QFMT_MXFP4 ? 0.5f : 0.25f));
 }
 
+/* sum_g s_g z_g X_g over the row's groups, 8 groups a step (MX has n/32 of them). */
 AI float offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X) {
     const size_t rg = (size_t)r * (size_t)g->ng;
-    float acc = 0.0f;
-    if (w->qf.fmt == KV_QFMT_INT) {
-        for (int64_t j = 0; j < g->ng; j++) {
-            uint16_t h;
-            memcpy(&h, w->scales + 2 * (rg + (size_t)j), 2);
-            acc += _cvtsh_ss(h) * (float)w->zeros[rg + (size_t)j] * X[j];
+    const int mx = w->qf.fmt != KV_QFMT_INT;
+    const __m256 mul = _mm256_set1_ps(w->qf.fmt == KV_QFMT_MXFP4 ? 0.5f : 0.25f);
+    const __m256 zmx = _mm256_set1_ps(w->qf.fmt == KV_QFMT_MXFP4 ? 12.0f : 8.0f);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= g->ng; j += 8) {
+        __m256 sc, z;
+        if (mx) {
+            sc = e8m0x8(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w->scales + rg + (size_t)j))), mul);
+            z = zmx;
+        } else {
+            sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w->scales + 2 * (rg + (size_t)j))));
+            z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w->zeros + rg + (size_t)j))));
         }
-        return acc;
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(sc, z), _mm256_loadu_ps(X + j), acc);
     }
-    for (int64_t j = 0; j < g->ng; j++)
-        acc += kvq8_wscale(w, rg + (size_t)j) * (float)kvq8_zero(w, rg + (size_t)j) * X[j];
-    return acc;
+    float t = hsum(acc);
+    for (; j < g->ng; j++) {
+        uint16_t h = 0;
+        if (!mx) memcpy(&h, w->scales + 2 * (rg + (size_t)j), 2);
+        const float sj = mx ? kvq8_wscale(w, rg + (size_t)j) : _cvtsh_ss(h);
+        t += sj * (float)kvq8_zero(w, rg + (size_t)j) * X[j];
+    }
+    return t;
 }
 
 AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
@@ -228,9 +273,11 @@ AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_
               __m256 acc[MAXR][MAXM]) {
     const int NV = nvec_of(kind);
     const int CB = kind == Q3 ? 12 : 32;
+    const int pf = (((size_t)c * (size_t)CB) & 63) < (size_t)CB; /* the chunk starting each line */
 #pragma GCC unroll 2
     for (int q = 0; q < R; q++) {
         __m256i t[4];
+        if (pf) kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (((size_t)c * (size_t)CB) >> 6) * (size_t)R + (size_t)q);
         decode(kind, k, load_chunk(kind, g, row[q] + (size_t)c * (size_t)CB, tail), t);
         const __m256 sv = lane_scales(g, w, r + q, c, tail);
 #pragma GCC unroll 4
@@ -256,17 +303,12 @@ AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_
     }
 }
 
-AI float hsum(__m256 v) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
 
 AI void gemv_tile(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
                   const prow *xp, int64_t r, float *y, int64_t ldy, const float *bias) {
     const uint8_t *row[MAXR];
     __m256 acc[MAXR][MAXM];
+    kvk_prefetch_side(w, r, R);
 #pragma GCC unroll 2
     for (int q = 0; q < R; q++) {
         row[q] = w->q + (size_t)(r + q) * (size_t)w->row_bytes;

@@ -315,6 +315,7 @@ AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_
     for (int q = 0; q < R; q++) {
         const uint8_t *p = row[q] + (size_t)c * (size_t)CB;
         __m512i v = tail ? _mm512_maskz_loadu_epi8(g->tmask, p) : _mm512_loadu_si512(p);
+        kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (size_t)c * (size_t)R + (size_t)q);
         __m512i t[4];
         decode(kind, k, v, t);
         const __m512 sv = lane_scales(kind, g, k, w, r + q, c, tail);
@@ -334,6 +335,7 @@ AI void gemv_tile(int kind, int R, int M, const geom *g, const dconsts *k, const
                   const prow *xp, int64_t r, float *y, int64_t ldy, const float *bias) {
     const uint8_t *row[MAXR];
     __m512 acc[MAXR][MAXM];
+    kvk_prefetch_side(w, r, R);
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
         row[q] = w->q + (size_t)(r + q) * (size_t)w->row_bytes;
