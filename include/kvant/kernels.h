@@ -159,12 +159,12 @@ void kv_qmatmul_q8_ref(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
                        float *work);
 /* The q8 kernel of one ISA, or NULL when this CPU (or build) lacks it: ref always;
  * avx2 (vpmaddubsw + vpmaddwd) with the AVX2 table's features; avx512 (vpdpbusd) needs
- * AVX-512 VNNI and VBMI besides the AVX-512 table's F/BW/VL/DQ. Same arguments as
+ * AVX-512 VNNI, VBMI and GFNI besides the AVX-512 table's F/BW/VL/DQ. Same arguments as
  * kv_kernel_ops.qmatmul; `work` is KV_MATMUL_WORK_FLOATS floats private to the
  * calling thread. */
 kv_qmatmul_fn kv_qmatmul_q8_for(kv_isa isa);
 /* What the fast path runs with the table `ops`: the q8 kernel of ops' ISA; for the
- * AVX-512 table on a CPU without VNNI/VBMI, the AVX2 q8 kernel; ops->qmatmul itself
+ * AVX-512 table on a CPU without VNNI/VBMI/GFNI, the AVX2 q8 kernel; ops->qmatmul itself
  * (exact) only where no q8 kernel can run. */
 kv_qmatmul_fn kv_kernels_qmatmul_q8(const kv_kernel_ops *ops);
 

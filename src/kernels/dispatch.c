@@ -89,7 +89,7 @@ kv_qmatmul_fn kv_qmatmul_q8_for(kv_isa isa) {
     case KV_ISA_AVX2: return cpu_has(KV_ISA_AVX2) ? kv_qmatmul_q8_avx2 : NULL;
     case KV_ISA_AVX512:
         return cpu_has(KV_ISA_AVX512) && __builtin_cpu_supports("avx512vnni") &&
-                       __builtin_cpu_supports("avx512vbmi")
+                       __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni")
                    ? kv_qmatmul_q8_avx512
                    : NULL;
     default: return NULL;

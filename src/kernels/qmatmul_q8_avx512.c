@@ -1,5 +1,6 @@
 /* qmatmul_q8_avx512.c — the int8-activation ("q8") path for quantized weights on
- * AVX-512 with VNNI (vpdpbusd) and VBMI (vpermb, vpermt2b, vpmultishiftqb): every
+ * AVX-512 with VNNI (vpdpbusd), VBMI (vpermb, vpermt2b, vpmultishiftqb) and GFNI
+ * (vgf2p8affineqb, the int2 bit-pair extraction): every
  * kv_qmat format, the same integers as qmatmul_q8_ref.c (kernels.h gives the
  * specification), fp32 sums in another order.
  *
@@ -16,7 +17,8 @@
  *          (mxfp4: vpshufb maps the nibble to 2 * E2M1 + 12; mxint4: xor 8 first)
  *   3-bit  qword j of vector h = elements 16j + 8h .. 16j + 8h + 7: vpermb gathers the
  *          three bytes of those 24 bits, vpmultishiftqb cuts them at 0, 3, ... 21
- *   2-bit  vector t = bits 2t..2t+1 of each byte (element 4p + t in byte p)
+ *   2-bit  vector t = bits 2t..2t+1 of each byte (element 4p + t in byte p), one
+ *          vgf2p8affineqb each (a bit matrix moving bits 2t, 2t+1 to 0, 1)
  *   8-bit  the bytes themselves
  * The activations are quantized once per call (per thread: each owns a row range)
  * and stored in `work` in the same order per chunk (x8 permuted with vpermt2b), with
@@ -34,10 +36,10 @@
  * asked for prefill too, `kvant ppl --fast`) runs the same GEMV on groups of 4
  * activation rows, weight rows blocked by 32 so a block stays in cache while every
  * prepared activation row passes over it. */
-/* VNNI and VBMI for this file only (the Makefile's AVX-512 flags stay F/BW/VL/DQ):
+/* VNNI, VBMI and GFNI for this file only (the Makefile's AVX-512 flags stay F/BW/VL/DQ):
  * with -mavx512vbmi on the command line gcc itself emits vpermt2b in the exact
  * kernel's qmatmul_avx512.c, which would then fault on AVX-512 CPUs without VBMI. */
-#pragma GCC target("avx512vnni,avx512vbmi")
+#pragma GCC target("avx512vnni,avx512vbmi,gfni")
 #include <immintrin.h>
 
 #include "kernels/kernels_internal.h"
@@ -212,6 +214,7 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
 typedef struct {
     __m512i m0f, m03, m07, lut, ctrl;
     __m512i i3[2]; /* int3: vpermb indices of the two vectors */
+    __m512i g2[3]; /* int2: vgf2p8affineqb matrices taking bit pair t = 1..3 */
     __m512 sbase;  /* MX: 2^-128 (mxfp4: X / 2) or 2^-129 (mxint4: X / 4) */
 } dconsts;
 
@@ -229,6 +232,10 @@ static dconsts make_dconsts(int kind) {
     k.i3[0] = _mm512_loadu_si512(ix[0]);
     k.i3[1] = _mm512_loadu_si512(ix[1]);
     k.sbase = _mm512_set1_ps(kind == QF4 ? 0x1p-128f : 0x1p-129f);
+    /* result bit i is the parity of (matrix byte 7 - i) & x: byte 7 selects bit 2t for
+     * bit 0, byte 6 bit 2t + 1 for bit 1, the other bytes are zero */
+    for (int t = 1; t < 4; t++)
+        k.g2[t - 1] = _mm512_set1_epi64((long long)(((uint64_t)1 << (2 * t)) << 56 | ((uint64_t)1 << (2 * t + 1)) << 48));
     return k;
 }
 
@@ -249,11 +256,11 @@ AI void decode(int kind, const dconsts *k, __m512i v, __m512i *t) {
         t[0] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl, _mm512_permutexvar_epi8(k->i3[0], v)), k->m07);
         t[1] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl, _mm512_permutexvar_epi8(k->i3[1], v)), k->m07);
         break;
-    case Q2:
+    case Q2: /* one GF(2) affine map per vector: byte bits 2t, 2t+1 -> bits 0, 1 */
         t[0] = _mm512_and_si512(v, k->m03);
-        t[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), k->m03);
-        t[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), k->m03);
-        t[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), k->m03);
+        t[1] = _mm512_gf2p8affine_epi64_epi8(v, k->g2[0], 0);
+        t[2] = _mm512_gf2p8affine_epi64_epi8(v, k->g2[1], 0);
+        t[3] = _mm512_gf2p8affine_epi64_epi8(v, k->g2[2], 0);
         break;
     default: t[0] = v; break;
     }
