@@ -206,6 +206,8 @@ AI void gemv_tile_w(int mx, int R, int M, const kv_qmat *w, const float *xs, int
         for (int i = 0; i < M; i++) a0[q][i] = a1[q][i] = _mm512_setzero_ps();
     }
     size_t gi = (size_t)(k0 / G);
+    int gshift = 0;
+    while (((int64_t)1 << gshift) < G) gshift++;
     /* Set before the loop: gcc cannot see that k0 is group-aligned, so the first
      * iteration always loads t/c for int formats. */
     __m512 t[MAXR], c[MAXR];
@@ -226,9 +228,9 @@ AI void gemv_tile_w(int mx, int R, int M, const kv_qmat *w, const float *xs, int
                 sc = _mm512_scalef_ps(_mm512_set1_ps(1.0f),
                                       _mm512_cvtepi32_ps(_mm512_sub_epi32(e, _mm512_set1_epi32(127))));
                 t[q] = grid;
-            } else if ((k - k0) % G == 0) {
+            } else if (((k - k0) & (G - 1)) == 0) { /* G is a power of two: no division */
                 /* int: no table; t = the group's s, c = 2^23 + z (see below) */
-                size_t idx = (size_t)(r + q) * (size_t)w->n_groups + gi + (size_t)((k - k0) / G);
+                size_t idx = (size_t)(r + q) * (size_t)w->n_groups + gi + ((size_t)(k - k0) >> gshift);
                 uint16_t h;
                 memcpy(&h, w->scales + 2 * idx, 2);
                 t[q] = _mm512_set1_ps(_cvtsh_ss(h));

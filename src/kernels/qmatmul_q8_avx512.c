@@ -73,6 +73,7 @@ typedef struct {
     int kind, B, G, E, NV, CB;
     int64_t n, nc, ncf, ng; /* inputs, chunks, full chunks, groups */
     int multi;              /* several scale groups per chunk (G < E, or MX) */
+    int per;                /* multi: groups per chunk, E / G (no division per chunk) */
     int gsh;                /* single: log2(G / E), chunk c is in group c >> gsh */
     __m512i gidx;           /* multi: lane -> group within the chunk */
     __mmask64 tmask;        /* weight bytes of the partial last chunk */
@@ -94,6 +95,7 @@ static geom make_geom(const kv_qmat *w) {
     g.ncf = g.n / g.E;
     g.ng = w->n_groups;
     g.multi = g.G < g.E;
+    g.per = g.multi ? g.E / g.G : 1;
     g.gsh = 0;
     while (!g.multi && (g.E << g.gsh) < g.G) g.gsh++;
     int32_t gi[16];
@@ -278,12 +280,12 @@ AI __m512 lane_scales(int kind, const geom *g, const dconsts *k, const kv_qmat *
         __m512i ev = _mm512_permutexvar_epi32(g->gidx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4)));
         return _mm512_scalef_ps(k->sbase, _mm512_cvtepi32_ps(ev));
     }
-    if (!g->multi) {
+    if (kind != Q2 && !g->multi) { /* int2 chunks (256) always span several groups */
         uint16_t h;
         memcpy(&h, w->scales + 2 * (rg + (size_t)(c >> g->gsh)), 2);
         return _mm512_set1_ps(_cvtsh_ss(h));
     }
-    const int per = g->E / g->G, cnt = tail ? g->tgroups : per;
+    const int per = g->per, cnt = tail ? g->tgroups : per;
     __m128i h = _mm_maskz_loadu_epi16((__mmask8)((1u << cnt) - 1u), w->scales + 2 * (rg + (size_t)c * (size_t)per));
     return _mm512_permutexvar_ps(g->gidx, _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
 }
