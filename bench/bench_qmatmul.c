@@ -1,6 +1,8 @@
 /* bench_qmatmul.c — quantized matmul speed per format against bf16 (issue 3, point 8):
  * decode GEMV (m = 1) in GB/s of weight bytes read with cold weights, as a fraction of
- * the DRAM read bandwidth measured in the same run, and 512-token prefill GEMM in
+ * the DRAM read bandwidth measured by a read pass just before each round (cold_gemv:
+ * the median of the per-round ratios, column "read" the median read), and 512-token
+ * prefill GEMM in
  * GFLOP/s as a fraction of the FP32 FMA peak, on Qwen3-4B shapes (n_out x n_in:
  * 2560x2560 q/o-like, 9728x2560 gate/up, 2560x9728 down) and Qwen3-32B shapes
  * (25600x5120 gate/up, 5120x25600 down).

@@ -55,9 +55,13 @@ void kv_gemm_block_avx512(const float *x, int64_t m, int64_t ldx, const float *w
  * region, one sequential stream per thread. Steps of fewer than 64 bytes (int3: 48)
  * run a little further ahead each step; requests are hints and never fault. */
 #define KV_PF_TILES 2
-static inline void kvk_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+/* base + off as an address, not pointer arithmetic: the target may lie past the end of
+ * the array (the last tiles), which a pointer may not point to but a prefetch may. */
+static inline void kvk_prefetch_at(const void *base, size_t off) {
+    __builtin_prefetch((const void *)((uintptr_t)base + off), 0, 3);
+}
 static inline void kvk_prefetch_line(const uint8_t *tile, size_t row_bytes, int R, size_t p) {
-    kvk_prefetch(tile + (size_t)(KV_PF_TILES * R) * row_bytes + p * 64);
+    kvk_prefetch_at(tile, (size_t)(KV_PF_TILES * R) * row_bytes + p * 64);
 }
 
 /* The side arrays (scales, zeros: n_groups entries of `es` bytes per row) of the R rows
@@ -66,9 +70,9 @@ static inline void kvk_prefetch_side(const kv_qmat *w, int64_t r, int R) {
     const size_t ng = (size_t)w->n_groups, es = w->qf.fmt == KV_QFMT_INT ? 2 : 1;
     const size_t row = (size_t)(r + KV_PF_TILES * R);
     for (size_t o = (row * ng * es) & ~(size_t)63; o < (row + (size_t)R) * ng * es; o += 64)
-        kvk_prefetch(w->scales + o);
+        kvk_prefetch_at(w->scales, o);
     if (w->zeros)
-        for (size_t o = (row * ng) & ~(size_t)63; o < (row + (size_t)R) * ng; o += 64) kvk_prefetch(w->zeros + o);
+        for (size_t o = (row * ng) & ~(size_t)63; o < (row + (size_t)R) * ng; o += 64) kvk_prefetch_at(w->zeros, o);
 }
 
 /* ---- scalar decoders of the kv_qmat layout (the specification) ---- */
