@@ -24,7 +24,12 @@
  * the kernel's own ceiling, which tells whether a cold figure is limited by memory or by
  * instructions.
  *
- * usage: bench_qmatmul [--threads N] [--quick] [--m M] [--no-gemm] [--hot]
+ * usage: bench_qmatmul [--threads N] [--quick] [--m M] [--no-gemm] [--hot] [--shape S]
+ *                      [--format F] [--q8-only]
+ *   --shape S, --format F: only the shapes whose name contains S, only format F
+ *   --q8-only: skip the exact-path GEMV (printed as 0) and the GPTQ in-place line
+ *   --hot-l2: the hot GEMVs on the first rows only, <= 512 KB, so each thread's share
+ *     stays in its L2: the ceiling of the instructions alone
  *   --m M: activation rows of the GEMVs (1..4, default 1; decode of M sequences)
  *   --no-gemm: skip the prefill GEMM columns (printed as 0) */
 #include <math.h>
@@ -221,13 +226,18 @@ int main(int argc, char **argv) {
         setenv("OMP_WAIT_POLICY", "active", 1);
         execv("/proc/self/exe", argv);
     }
-    int threads = 2, quick = 0, gm = 1, no_gemm = 0, hot = 0;
+    int threads = 2, quick = 0, gm = 1, no_gemm = 0, hot = 0, q8_only = 0, hot_l2 = 0;
+    const char *only_shape = NULL, *only_format = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--m") && i + 1 < argc) gm = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-gemm")) no_gemm = 1;
         else if (!strcmp(argv[i], "--hot")) hot = 1;
+        else if (!strcmp(argv[i], "--q8-only")) q8_only = 1;
+        else if (!strcmp(argv[i], "--hot-l2")) hot = hot_l2 = 1;
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only_shape = argv[++i];
+        else if (!strcmp(argv[i], "--format") && i + 1 < argc) only_format = argv[++i];
     }
     if (gm < 1 || gm > 4) gm = 1;
     if (threads < 1) threads = 1;
@@ -256,7 +266,9 @@ int main(int argc, char **argv) {
     for (int si = 0; si < N_SHAPES; si++) {
         const shape *sh = &SHAPES[si];
         if (quick && si > 1) break;
+        if (only_shape && !strstr(sh->name, only_shape)) continue;
         for (int fi = 0; fi < N_FORMATS; fi++) {
+            if (only_format && strcmp(FORMATS[fi], only_format)) continue;
             mat w = {0};
             kv_qtensor qt = {0};
             double t_copy = 0;
@@ -290,9 +302,10 @@ int main(int argc, char **argv) {
             /* GEMV: cycle over the copies, each round paired with a read pass */
             const int rounds = quick ? 3 : 7;
             const size_t span_bytes = (size_t)n_copies * stride;
-            double frac = 0, rd = 0, qfrac = 0, qrd = 0;
-            double best = cold_gemv(ops, copies, n_copies, bytes, arena, span_bytes, x, gm, y, work,
-                                    ops->qmatmul, rounds, &frac, &rd);
+            double frac = 0, rd = 0, qfrac = 0, qrd = 0, best = 1e30;
+            if (!q8_only || !w.quant)
+                best = cold_gemv(ops, copies, n_copies, bytes, arena, span_bytes, x, gm, y, work,
+                                 ops->qmatmul, rounds, &frac, &rd);
             double gbs = (double)bytes / best;
 
             /* the same GEMV through the q8 path */
@@ -302,6 +315,7 @@ int main(int argc, char **argv) {
                 qbest = cold_gemv(ops, copies, n_copies, bytes, arena, span_bytes, x, gm, y, work, q8,
                                   rounds, &qfrac, &qrd);
             char q8col[48] = "       -       -      -";
+            if (q8_only && w.quant) rd = qrd;
             if (qbest > 0)
                 snprintf(q8col, sizeof q8col, "%8.1f %5.1f%% %6.0f", (double)bytes / qbest / 1e9,
                          100.0 * qfrac, qbest * 1e6);
@@ -321,34 +335,48 @@ int main(int argc, char **argv) {
                 snprintf(cp, sizeof cp, "%.1f ms (%.2f GB/s)", t_copy * 1e3, (double)kv_qtensor_nbytes(&qt) / t_copy / 1e9);
             else if (w.quant)
                 snprintf(cp, sizeof cp, "none (views)");
-            printf("%-20s %-10s %7.3f %6.1f | %5.1f | %8.1f %5.1f%% %6.0f | %s | %8.1f %5.1f%% | %s\n",
-                   sh->name, FORMATS[fi], bpw, (double)bytes / 1e6, rd / 1e9, gbs / 1e9, 100.0 * frac,
-                   best * 1e6, q8col, gf / 1e9, 100.0 * gf / peak, cp);
+            char excol[48] = "       -       -      -";
+            if (best < 1e30)
+                snprintf(excol, sizeof excol, "%8.1f %5.1f%% %6.0f", gbs / 1e9, 100.0 * frac, best * 1e6);
+            printf("%-20s %-10s %7.3f %6.1f | %5.1f | %s | %s | %8.1f %5.1f%% | %s\n", sh->name,
+                   FORMATS[fi], bpw, (double)bytes / 1e6, rd / 1e9, excol, q8col, gf / 1e9,
+                   100.0 * gf / peak, cp);
             fflush(stdout);
 
             /* the same GEMVs with the weights in cache: the kernels' instruction ceiling */
-            if (hot && bytes <= ((size_t)8 << 20)) {
+            if (hot && (hot_l2 || bytes <= ((size_t)8 << 20))) {
                 double hb[2] = {0, 0};
+                mat h = copies[0];
+                size_t hbytes = bytes;
+                if (hot_l2) {
+                    int64_t rows = (int64_t)(((size_t)512 << 10) / (bytes / (size_t)sh->n_out)) & ~(int64_t)63;
+                    if (rows < 64) rows = 64;
+                    if (rows > sh->n_out) rows = sh->n_out;
+                    if (h.quant) h.q.n_out = rows;
+                    else h.w.n_out = rows;
+                    hbytes = mat_bytes(&h);
+                }
                 for (int v = 0; v < (qbest > 0 ? 2 : 1); v++) {
                     const kv_qmatmul_fn f = v ? q8 : ops->qmatmul;
-                    for (int i = 0; i < 3; i++) run_mm(ops, &copies[0], x, gm, y, work, f);
+                    const int reps = hot_l2 ? 200 : 20;
+                    for (int i = 0; i < 3; i++) run_mm(ops, &h, x, gm, y, work, f);
                     double hbest = 1e30;
                     for (int p = 0; p < 5; p++) {
                         double t0 = kvb_now();
-                        for (int i = 0; i < 20; i++) run_mm(ops, &copies[0], x, gm, y, work, f);
-                        double dt = (kvb_now() - t0) / 20;
+                        for (int i = 0; i < reps; i++) run_mm(ops, &h, x, gm, y, work, f);
+                        double dt = (kvb_now() - t0) / reps;
                         if (dt < hbest) hbest = dt;
                     }
-                    hb[v] = (double)bytes / hbest / 1e9;
+                    hb[v] = (double)hbytes / hbest / 1e9;
                 }
                 char hq[24] = "-";
                 if (hb[1] > 0) snprintf(hq, sizeof hq, "%.1f", hb[1]);
                 printf("%-20s %-10s %7s %6s | %5s | %8.1f %6s %6s | %8s %6s %6s | weights in cache (hot)\n", "",
-                       "  hot", "", "", "", hb[0], "", "", hq, "", "");
+                       hot_l2 ? "  hot L2" : "  hot", "", "", "", hb[0], "", "", hq, "", "");
             }
 
             /* the alternative for int4-g128: GPTQ qweight read in place */
-            if (fi == 1 && gm == 1 && __builtin_cpu_supports("avx512bw")) {
+            if (fi == 1 && gm == 1 && !q8_only && __builtin_cpu_supports("avx512bw")) {
                 size_t qbytes = kv_qtensor_nbytes(&qt);
                 size_t qstride = (qbytes + 4096 + 4095) & ~(size_t)4095;
                 int nq = (int)((cold + qstride - 1) / qstride);

@@ -174,6 +174,8 @@ static void test_matmul_blocks(void) {
         matmul_case(DT[d], 40, 300, 530, 5, 523, 1, 1);
         matmul_case(DT[d], 1, 1023, 300, 3, 299, 1, 0);
         matmul_case(DT[d], 4, 513, 70, 1, 70, 0, 2);
+        /* m = 1 on rows past 6144 inputs (fp32 x over 24 KB): 4-row tiles, not single rows */
+        matmul_case(DT[d], 1, 6500, 9, 0, 9, 1, 1);
     }
 }
 

@@ -433,6 +433,12 @@ static void test_q8_every_format(void) {
                     check_q8_case(qf, NO[a], NI[c], M[d], n++ & 1);
                 }
         }
+    /* rows whose prepared activations outgrow L1 (> 24 KB): the single-activation-row
+     * GEMV goes back from one row at a time to 4-row tiles (kernels_internal.h) */
+    for (size_t f = 0; f < N_FORMATS; f++) {
+        check_q8_case(fmt(FORMATS[f]), 9, 16640, 1, 1);
+        check_q8_case(fmt(FORMATS[f]), 5, 16640, 2, 0);
+    }
     int simd = 0;
     for (int isa = KV_ISA_AVX2; isa < KV_ISA_COUNT; isa++) simd += kv_qmatmul_q8_for((kv_isa)isa) != NULL;
     fprintf(stderr, "# q8: %d cases, %d SIMD kernel(s); worst error / bound: ref vs double %.3g, "

@@ -118,8 +118,9 @@ AI void gemv(kv_dtype t, const float *x, int64_t m, int64_t ldx, const kv_wmat *
              const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy) {
     int64_t r = r0;
     switch (m) {
-    case 1:
-        for (; r + 4 <= r1; r += 4) gemv_tile(t, 4, 1, x, ldx, w, r, bias, y, ldy);
+    case 1: /* single rows where x (fp32) stays in L1 (kernels_internal.h) */
+        if (!kvk_gemv_single((size_t)w->n_in * sizeof(float)))
+            for (; r + 4 <= r1; r += 4) gemv_tile(t, 4, 1, x, ldx, w, r, bias, y, ldy);
         for (; r < r1; r++) gemv_tile(t, 1, 1, x, ldx, w, r, bias, y, ldy);
         break;
     case 2:

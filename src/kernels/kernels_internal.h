@@ -49,26 +49,46 @@ void kv_gemm_block_avx512(const float *x, int64_t m, int64_t ldx, const float *w
 /* A GEMV tile reads its R rows as R interleaved streams of only row_bytes each, too
  * short for the hardware stream prefetcher to ramp up, and R streams per thread make
  * the memory system reorder: the cold GEMVs waited at ~40-75% of the read bandwidth
- * (bench_qmatmul). So the SIMD GEMVs request the tile KV_PF_TILES tiles ahead
- * themselves, which is R contiguous rows, in address order: the p-th request of a
- * tile (p = step * R + q, one per 64 weight bytes of a row) goes to line p of that
- * region, one sequential stream per thread. Steps of fewer than 64 bytes (int3: 48)
- * run a little further ahead each step; requests are hints and never fault. */
+ * (bench_qmatmul). So the SIMD GEMVs request the rows ahead themselves, in address
+ * order: the p-th request of a tile (p = step * R + q, one per 64 weight bytes of a
+ * row) goes to line p of that region, one sequential stream per thread. Steps of
+ * fewer than 64 bytes (int3: 48) run a little further ahead each step; requests are
+ * hints and never fault.
+ *
+ * How far ahead: KV_PF_TILES tiles, and never less than KV_PF_MIN bytes (at ~40 GB/s
+ * per core and ~100 ns to DRAM, 4 KB are in flight; a 2-row distance of a 2560-wide
+ * int4 matrix, 2.5 KB, left the single-row GEMV at ~75%).
+ *
+ * Single rows. With weights from DRAM at ~80 GB/s, one row at a time (R = 1: the
+ * demand loads are one sequential stream too) beat 4-row tiles by 5-15 points of the
+ * read bandwidth (q8 int4 and MX, bf16), where the activation row stays in L1 beside
+ * the weight stream; where it does not (a 25600-wide q8 row, 38 KB; bf16 rows past
+ * 6k inputs as fp32) re-reading it per row from L2 cost more than the tiles' shared
+ * loads, so those keep R = 4 (kvk_gemv_single). */
 #define KV_PF_TILES 2
+#define KV_PF_MIN 8192
+#define KV_GEMV_ACT_L1 (24 << 10)
+static inline int kvk_gemv_single(size_t act_bytes) { return act_bytes <= KV_GEMV_ACT_L1; }
+/* Rows ahead for tiles of R rows of row_bytes each. */
+static inline size_t kvk_pf_rows(size_t row_bytes, int R) {
+    size_t rows = (size_t)(KV_PF_TILES * R);
+    if (rows * row_bytes < KV_PF_MIN) rows = (KV_PF_MIN + row_bytes - 1) / row_bytes;
+    return rows;
+}
 /* base + off as an address, not pointer arithmetic: the target may lie past the end of
  * the array (the last tiles), which a pointer may not point to but a prefetch may. */
 static inline void kvk_prefetch_at(const void *base, size_t off) {
     __builtin_prefetch((const void *)((uintptr_t)base + off), 0, 3);
 }
 static inline void kvk_prefetch_line(const uint8_t *tile, size_t row_bytes, int R, size_t p) {
-    kvk_prefetch_at(tile, (size_t)(KV_PF_TILES * R) * row_bytes + p * 64);
+    kvk_prefetch_at(tile, kvk_pf_rows(row_bytes, R) * row_bytes + p * 64);
 }
 
 /* The side arrays (scales, zeros: n_groups entries of `es` bytes per row) of the R rows
- * KV_PF_TILES tiles after row r. A prefetch past the end of an array does not fault. */
+ * as far ahead as kvk_prefetch_line's. A prefetch past the end of an array does not fault. */
 static inline void kvk_prefetch_side(const kv_qmat *w, int64_t r, int R) {
     const size_t ng = (size_t)w->n_groups, es = w->qf.fmt == KV_QFMT_INT ? 2 : 1;
-    const size_t row = (size_t)(r + KV_PF_TILES * R);
+    const size_t row = (size_t)r + kvk_pf_rows((size_t)w->row_bytes, R);
     for (size_t o = (row * ng * es) & ~(size_t)63; o < (row + (size_t)R) * ng * es; o += 64)
         kvk_prefetch_at(w->scales, o);
     if (w->zeros)

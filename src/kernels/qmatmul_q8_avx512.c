@@ -78,7 +78,12 @@ typedef struct {
     __m512i gidx;           /* multi: lane -> group within the chunk */
     __mmask64 tmask;        /* weight bytes of the partial last chunk */
     int tgroups;            /* groups in the partial last chunk (multi) */
+    __mmask16 gmask, tgmask; /* multi/MX: scale entries of a full, the partial chunk */
 } geom;
+
+/* How a chunk finds its weight scales, fixed per tile at compile time: one fp16 scale
+ * (G >= E), several (G < E), or MX E8M0 exponents (one per 32-block). */
+enum { SG_ONE = 0, SG_MULTI = 1, SG_MX = 2 };
 
 static size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }
 
@@ -106,6 +111,8 @@ static geom make_geom(const kv_qmat *w) {
     const int64_t tb = tail * g.B / 8;
     g.tmask = tb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << tb) - 1);
     g.tgroups = (int)(tail / g.G);
+    g.gmask = (__mmask16)((1u << g.per) - 1u);
+    g.tgmask = (__mmask16)((1u << g.tgroups) - 1u);
     return g;
 }
 
@@ -182,6 +189,9 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
     float *X = (float *)(void *)((uint8_t *)dxv + up64((size_t)g->nc * 64));
     kvq8_group_sums(d, xs, g->ng, g->G / KV_Q8_BLOCK, X);
     const int lanes_per_block = 512 / g->E; /* 4 (E = 128), 2 (256), 8 (64) */
+    /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
+     * factor goes here, so a lane's scale is the bare 2^(e - 127) (lane_scales) */
+    const float fold = g->kind == QF4 ? 0.5f : g->kind == QI4 ? 0.25f : 1.0f;
     for (int64_t c = 0; c < g->nc; c++) {
         const int8_t *s = x8 + c * g->E;
         int8_t *o = x8p + c * g->NV * 64;
@@ -201,7 +211,7 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
             _mm512_storeu_si512(o + 64, _mm512_permutex2var_epi8(a, P->p[1], b));
         }
         const int64_t b0 = c * g->E / KV_Q8_BLOCK;
-        for (int l = 0; l < 16; l++) dxv[c * 16 + l] = d[b0 + l / lanes_per_block];
+        for (int l = 0; l < 16; l++) dxv[c * 16 + l] = d[b0 + l / lanes_per_block] * fold;
     }
     out->x8p = x8p;
     out->dxv = dxv;
@@ -212,12 +222,17 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
 
 #define MAXR 4
 #define MAXM 4
+#ifndef NACC
+#define NACC 2 /* accumulators per output, chunk c into c % NACC: FMA latency */
+#endif
 
 typedef struct {
     __m512i m0f, m03, m07, lut, ctrl;
     __m512i i3[2]; /* int3: vpermb indices of the two vectors */
     __m512i g2[3]; /* int2: vgf2p8affineqb matrices taking bit pair t = 1..3 */
     __m512 sbase;  /* MX: 2^-128 (mxfp4: X / 2) or 2^-129 (mxint4: X / 4) */
+    __m512i mxsel; /* MX: vpshufb taking exponent byte l / 4 to dword lane l */
+    __m512i sub;   /* 2^-127 as float bits (E8M0 0, below fp32's normals) */
 } dconsts;
 
 static dconsts make_dconsts(int kind) {
@@ -234,6 +249,10 @@ static dconsts make_dconsts(int kind) {
     k.i3[0] = _mm512_loadu_si512(ix[0]);
     k.i3[1] = _mm512_loadu_si512(ix[1]);
     k.sbase = _mm512_set1_ps(kind == QF4 ? 0x1p-128f : 0x1p-129f);
+    int8_t sel[64];
+    for (int p = 0; p < 64; p++) sel[p] = (int8_t)(p % 4 ? 0x80 : p / 16);
+    k.mxsel = _mm512_loadu_si512(sel);
+    k.sub = _mm512_set1_epi32(0x00400000);
     /* result bit i is the parity of (matrix byte 7 - i) & x: byte 7 selects bit 2t for
      * bit 0, byte 6 bit 2t + 1 for bit 1, the other bytes are zero */
     for (int t = 1; t < 4; t++)
@@ -268,25 +287,22 @@ AI void decode(int kind, const dconsts *k, __m512i v, __m512i *t) {
     }
 }
 
-/* The weight scale of each lane of chunk c of row r (groups g0 .. g0+cnt for multi). */
-AI __m512 lane_scales(int kind, const geom *g, const dconsts *k, const kv_qmat *w, int64_t r,
-                      int64_t c, int tail) {
-    const size_t rg = (size_t)r * (size_t)g->ng;
-    if (kind == QF4 || kind == QI4) {
-        const uint8_t *e = w->scales + rg + (size_t)c * 4;
-        uint32_t e4 = 0;
-        if (tail) memcpy(&e4, e, (size_t)g->tgroups);
-        else memcpy(&e4, e, 4);
-        __m512i ev = _mm512_permutexvar_epi32(g->gidx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128((int)e4)));
-        return _mm512_scalef_ps(k->sbase, _mm512_cvtepi32_ps(ev));
+/* The weight scale of each lane of chunk c, from the row's scale bytes sr. MX: the
+ * broadcast exponents, byte l / 4 moved to lane l, shifted into a float's exponent
+ * field (2^(e - 127); e = 0 is the subnormal 2^-127, hence the max). */
+AI __m512 lane_scales(int sg, const geom *g, const dconsts *k, const uint8_t *sr, int64_t c, int tail) {
+    if (sg == SG_MX) {
+        const uint8_t *e = sr + (size_t)c * 4;
+        __m128i e4 = tail ? _mm_maskz_loadu_epi8(g->tgmask, e) : _mm_loadu_si32(e);
+        __m512i b = _mm512_shuffle_epi8(_mm512_broadcastd_epi32(e4), k->mxsel);
+        return _mm512_castsi512_ps(_mm512_max_epu32(_mm512_slli_epi32(b, 23), k->sub));
     }
-    if (kind != Q2 && !g->multi) { /* int2 chunks (256) always span several groups */
+    if (sg == SG_ONE) {
         uint16_t h;
-        memcpy(&h, w->scales + 2 * (rg + (size_t)(c >> g->gsh)), 2);
+        memcpy(&h, sr + 2 * (size_t)(c >> g->gsh), 2);
         return _mm512_set1_ps(_cvtsh_ss(h));
     }
-    const int per = g->per, cnt = tail ? g->tgroups : per;
-    __m128i h = _mm_maskz_loadu_epi16((__mmask8)((1u << cnt) - 1u), w->scales + 2 * (rg + (size_t)c * (size_t)per));
+    __m128i h = _mm_maskz_loadu_epi16(tail ? g->tgmask : g->gmask, sr + 2 * (size_t)c * (size_t)g->per);
     return _mm512_permutexvar_ps(g->gidx, _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
 }
 
@@ -314,50 +330,73 @@ AI float offset_term(int kind, const geom *g, const dconsts *k, const kv_qmat *w
     return _mm512_reduce_add_ps(acc);
 }
 
-/* One chunk c of rows r .. r+R against M prepared rows. */
-AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
-              const uint8_t *const *row, const prow *xp, int64_t r, int64_t c, int tail,
-              __m512 acc[MAXR][MAXM]) {
+/* One chunk c of R rows (weights row[q], scales sr[q]) against M prepared rows. */
+AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+              const uint8_t *const *row, const uint8_t *const *sr, const prow *xp, int64_t c,
+              int slot, int tail, __m512 acc[MAXR][MAXM][NACC]) {
     const int NV = nvec_of(kind);
     const int CB = kind == Q3 ? 48 : 64;
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
         const uint8_t *p = row[q] + (size_t)c * (size_t)CB;
         __m512i v = tail ? _mm512_maskz_loadu_epi8(g->tmask, p) : _mm512_loadu_si512(p);
+        __asm__("" : "+v"(v)); /* one load per weight vector, not one per use */
         kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (size_t)c * (size_t)R + (size_t)q);
         __m512i t[4];
         decode(kind, k, v, t);
-        const __m512 sv = lane_scales(kind, g, k, w, r + q, c, tail);
+        const __m512 sv = lane_scales(sg, g, k, sr[q], c, tail);
 #pragma GCC unroll 4
         for (int i = 0; i < M; i++) {
             const int8_t *xc = xp[i].x8p + c * NV * 64;
+            const float *dc = xp[i].dxv + c * 16;
             __m512i s32 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), t[0], _mm512_loadu_si512(xc));
 #pragma GCC unroll 4
             for (int u = 1; u < NV; u++) s32 = _mm512_dpbusd_epi32(s32, t[u], _mm512_loadu_si512(xc + 64 * u));
-            __m512 pv = _mm512_mul_ps(_mm512_cvtepi32_ps(s32), _mm512_loadu_ps(xp[i].dxv + c * 16));
-            acc[q][i] = _mm512_fmadd_ps(pv, sv, acc[q][i]);
+            __m512 pv = _mm512_mul_ps(_mm512_cvtepi32_ps(s32), _mm512_loadu_ps(dc));
+            acc[q][i][slot] = _mm512_fmadd_ps(pv, sv, acc[q][i][slot]);
         }
+        /* 4-bit tiles of rows too long for single rows (kernels_internal.h): each
+         * row's loads in program order, the activations loaded again per row rather
+         * than once per chunk. Measured, not derived: 32B down q8 int4 53 -> 65 GB/s
+         * (of ~78); loading only the activations again did not do it, and int3/int2
+         * (decode-heavier, more activation vectors per weight byte) lost 20% by it. */
+        if (R > 1 && kind != Q3 && kind != Q2) __asm__ volatile("" ::: "memory");
     }
 }
 
-AI void gemv_tile(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+AI void gemv_tile(int kind, int sg, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
                   const prow *xp, int64_t r, float *y, int64_t ldy, const float *bias) {
-    const uint8_t *row[MAXR];
-    __m512 acc[MAXR][MAXM];
+    const uint8_t *row[MAXR], *sr[MAXR];
+    const size_t es = sg == SG_MX ? 1 : 2;
+    __m512 acc[MAXR][MAXM][NACC];
     kvk_prefetch_side(w, r, R);
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
         row[q] = w->q + (size_t)(r + q) * (size_t)w->row_bytes;
+        sr[q] = w->scales + (size_t)(r + q) * (size_t)g->ng * es;
 #pragma GCC unroll 4
-        for (int i = 0; i < M; i++) acc[q][i] = _mm512_setzero_ps();
+        for (int i = 0; i < M; i++)
+#pragma GCC unroll 4
+            for (int a = 0; a < NACC; a++) acc[q][i][a] = _mm512_setzero_ps();
     }
-    for (int64_t c = 0; c < g->ncf; c++) chunk(kind, R, M, g, k, w, row, xp, r, c, 0, acc);
-    if (g->ncf < g->nc) chunk(kind, R, M, g, k, w, row, xp, r, g->ncf, 1, acc);
+    /* chunk c always goes to accumulator c % NACC, whatever the tile */
+    int64_t c = 0;
+    for (; c + NACC <= g->ncf; c += NACC)
+#pragma GCC unroll 4
+        for (int a = 0; a < NACC; a++) chunk(kind, sg, R, M, g, k, w, row, sr, xp, c + a, a, 0, acc);
+#pragma GCC unroll 4
+    for (int a = 0; a < NACC; a++) {
+        if (c + a < g->ncf) chunk(kind, sg, R, M, g, k, w, row, sr, xp, c + a, a, 0, acc);
+        else if (c + a < g->nc) chunk(kind, sg, R, M, g, k, w, row, sr, xp, c + a, a, 1, acc);
+    }
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
 #pragma GCC unroll 4
         for (int i = 0; i < M; i++) {
-            float v = _mm512_reduce_add_ps(acc[q][i]) - offset_term(kind, g, k, w, r + q, xp[i].X);
+            __m512 t = acc[q][i][0];
+#pragma GCC unroll 4
+            for (int a = 1; a < NACC; a++) t = _mm512_add_ps(t, acc[q][i][a]);
+            float v = _mm512_reduce_add_ps(t) - offset_term(kind, g, k, w, r + q, xp[i].X);
             if (bias) v += bias[r + q];
             y[i * ldy + r + q] = v;
         }
@@ -367,37 +406,48 @@ AI void gemv_tile(int kind, int R, int M, const geom *g, const dconsts *k, const
 typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const prow *, int64_t,
                         float *, int64_t, const float *);
 
-#define TILE_FN(kind, R, M)                                                                  \
-    static void tile_##kind##_##R##_##M(const geom *g, const dconsts *k, const kv_qmat *w,     \
-                                        const prow *xp, int64_t r, float *y, int64_t ldy,      \
-                                        const float *bias) {                                   \
-        gemv_tile(kind, R, M, g, k, w, xp, r, y, ldy, bias);                                   \
+#define TILE_FN(kind, sg, R, M)                                                              \
+    static void tile_##kind##_##sg##_##R##_##M(const geom *g, const dconsts *k,                \
+                                               const kv_qmat *w, const prow *xp, int64_t r,     \
+                                               float *y, int64_t ldy, const float *bias) {      \
+        gemv_tile(kind, sg, R, M, g, k, w, xp, r, y, ldy, bias);                               \
     }
-#define TILE_SET(kind) \
-    TILE_FN(kind, 4, 1) TILE_FN(kind, 1, 1) TILE_FN(kind, 2, 2) TILE_FN(kind, 1, 2) \
-    TILE_FN(kind, 1, 3) TILE_FN(kind, 1, 4)
-TILE_SET(Q4)
-TILE_SET(QF4)
-TILE_SET(QI4)
-TILE_SET(Q3)
-TILE_SET(Q2)
-TILE_SET(Q8)
+#define TILE_SET(kind, sg)                                                                      \
+    TILE_FN(kind, sg, 4, 1) TILE_FN(kind, sg, 1, 1) TILE_FN(kind, sg, 2, 2)                    \
+    TILE_FN(kind, sg, 1, 2) TILE_FN(kind, sg, 1, 3) TILE_FN(kind, sg, 1, 4)
+TILE_SET(Q4, SG_ONE)
+TILE_SET(Q4, SG_MULTI)
+TILE_SET(Q3, SG_ONE)
+TILE_SET(Q3, SG_MULTI)
+TILE_SET(Q8, SG_ONE)
+TILE_SET(Q8, SG_MULTI)
+TILE_SET(Q2, SG_MULTI) /* int2 chunks (256) always hold several groups */
+TILE_SET(QF4, SG_MX)
+TILE_SET(QI4, SG_MX)
 
-#define TILE_ROW(kind) \
-    {{tile_##kind##_4_1, tile_##kind##_1_1}, {tile_##kind##_2_2, tile_##kind##_1_2}, \
-     {tile_##kind##_1_3, tile_##kind##_1_3}, {tile_##kind##_1_4, tile_##kind##_1_4}}
-/* [kind][M - 1][0: the wide tile, 1: one row] */
-static const tile_fn TILES[6][4][2] = {TILE_ROW(Q4), TILE_ROW(QF4), TILE_ROW(QI4),
-                                       TILE_ROW(Q3), TILE_ROW(Q2), TILE_ROW(Q8)};
+#define TILE_ROW(kind, sg)                                                          \
+    {{tile_##kind##_##sg##_4_1, tile_##kind##_##sg##_1_1},                          \
+     {tile_##kind##_##sg##_2_2, tile_##kind##_##sg##_1_2},                          \
+     {tile_##kind##_##sg##_1_3, tile_##kind##_##sg##_1_3},                          \
+     {tile_##kind##_##sg##_1_4, tile_##kind##_##sg##_1_4}}
+/* [kind][multi][M - 1][0: the wide tile, 1: one row] */
+static const tile_fn TILES[6][2][4][2] = {
+    {TILE_ROW(Q4, SG_ONE), TILE_ROW(Q4, SG_MULTI)},    {TILE_ROW(QF4, SG_MX), TILE_ROW(QF4, SG_MX)},
+    {TILE_ROW(QI4, SG_MX), TILE_ROW(QI4, SG_MX)},      {TILE_ROW(Q3, SG_ONE), TILE_ROW(Q3, SG_MULTI)},
+    {TILE_ROW(Q2, SG_MULTI), TILE_ROW(Q2, SG_MULTI)}, {TILE_ROW(Q8, SG_ONE), TILE_ROW(Q8, SG_MULTI)}};
 static const int TILE_R[4] = {4, 2, 1, 1};
 
 /* Rows [ra, rb) against M prepared rows. */
 static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const prow *xp, int M,
                      int64_t ra, int64_t rb, float *y, int64_t ldy, const float *bias) {
-    const tile_fn wide = TILES[g->kind][M - 1][0], one = TILES[g->kind][M - 1][1];
-    const int R = TILE_R[M - 1];
+    const tile_fn wide = TILES[g->kind][g->multi][M - 1][0], one = TILES[g->kind][g->multi][M - 1][1];
+    /* one activation row that stays in L1: row by row (kernels_internal.h), except
+     * int2, whose 4 activation vectors per weight vector make the shared loads of a
+     * 4-row tile worth more (single rows: 2560-wide int2 68 -> 53 GB/s of ~77) */
+    const int R = M == 1 && g->kind != Q2 && kvk_gemv_single(row_bytes(g)) ? 1 : TILE_R[M - 1];
     int64_t r = ra;
-    for (; r + R <= rb; r += R) wide(g, k, w, xp, r, y, ldy, bias);
+    if (R > 1)
+        for (; r + R <= rb; r += R) wide(g, k, w, xp, r, y, ldy, bias);
     for (; r < rb; r++) one(g, k, w, xp, r, y, ldy, bias);
 }
 
