@@ -69,11 +69,11 @@ void kv_gemm_block_avx512(const float *x, int64_t m, int64_t ldx, const float *w
 #define KV_PF_MIN 8192
 #define KV_GEMV_ACT_L1 (24 << 10)
 static inline int kvk_gemv_single(size_t act_bytes) { return act_bytes <= KV_GEMV_ACT_L1; }
-/* Rows ahead for tiles of R rows of row_bytes each. */
-static inline size_t kvk_pf_rows(size_t row_bytes, int R) {
-    size_t rows = (size_t)(KV_PF_TILES * R);
-    if (rows * row_bytes < KV_PF_MIN) rows = (KV_PF_MIN + row_bytes - 1) / row_bytes;
-    return rows;
+/* Bytes ahead for tiles of R rows of row_bytes each (no division: this runs per line,
+ * and gcc does not hoist a division, which may trap, out of the loop). */
+static inline size_t kvk_pf_dist(size_t row_bytes, int R) {
+    const size_t d = (size_t)(KV_PF_TILES * R) * row_bytes;
+    return d < KV_PF_MIN ? KV_PF_MIN : d;
 }
 /* base + off as an address, not pointer arithmetic: the target may lie past the end of
  * the array (the last tiles), which a pointer may not point to but a prefetch may. */
@@ -81,14 +81,15 @@ static inline void kvk_prefetch_at(const void *base, size_t off) {
     __builtin_prefetch((const void *)((uintptr_t)base + off), 0, 3);
 }
 static inline void kvk_prefetch_line(const uint8_t *tile, size_t row_bytes, int R, size_t p) {
-    kvk_prefetch_at(tile, kvk_pf_rows(row_bytes, R) * row_bytes + p * 64);
+    kvk_prefetch_at(tile, kvk_pf_dist(row_bytes, R) + p * 64);
 }
 
 /* The side arrays (scales, zeros: n_groups entries of `es` bytes per row) of the R rows
  * as far ahead as kvk_prefetch_line's. A prefetch past the end of an array does not fault. */
 static inline void kvk_prefetch_side(const kv_qmat *w, int64_t r, int R) {
     const size_t ng = (size_t)w->n_groups, es = w->qf.fmt == KV_QFMT_INT ? 2 : 1;
-    const size_t row = (size_t)r + kvk_pf_rows((size_t)w->row_bytes, R);
+    const size_t rb = (size_t)w->row_bytes;
+    const size_t row = (size_t)r + (kvk_pf_dist(rb, R) + rb - 1) / rb; /* once per tile */
     for (size_t o = (row * ng * es) & ~(size_t)63; o < (row + (size_t)R) * ng * es; o += 64)
         kvk_prefetch_at(w->scales, o);
     if (w->zeros)

@@ -24,15 +24,20 @@
  * and stored in `work` in the same order per chunk (x8 permuted with vpermt2b), with
  * the block scale of every lane (dxv, 16 floats per chunk) and the per-group sums X_g,
  * so the inner loop is: decode, vpdpbusd per vector, then per chunk one int->fp32
- * conversion, a multiply by dxv and an FMA with the lane's weight scale. The offset
- * term sum_g s_g z_g X_g is one short vector loop per output at the end.
+ * conversion, a multiply by dxv and an FMA with the lane's weight scale. The int
+ * formats' offset term sum_g s_g z_g X_g is one short vector loop per output at the
+ * end; MX's offset is the same z for every block, so its dot products start from
+ * -z times the lane's activation sum (prepared once per call) and it has none. How a
+ * chunk finds its scales (one fp16, several, E8M0) is fixed per tile at compile time.
  *
  * A chunk that runs past n_in (n_in % E != 0) reads its weights with a byte mask and
  * meets zero activations (x8 = 0, d = 0). Full int3 chunks load 64 bytes for 48: the
  * int layout copy is followed by 64 bytes of padding (kernels.h).
  *
- * Each output's order of operations is fixed (chunk by chunk, the same 16-lane
- * reduction): it does not depend on m, the tile or the row split. m > 4 (the q8 path
+ * Each output's order of operations is fixed (chunk c into accumulator c % NACC, the
+ * same 16-lane reduction): it does not depend on m, the tile or the row split. One
+ * activation row (decode) runs one weight row at a time where the prepared row stays
+ * in L1, else 4-row tiles (kernels_internal.h). m > 4 (the q8 path
  * asked for prefill too, `kvant ppl --fast`) runs the same GEMV on groups of 4
  * activation rows, weight rows blocked by 32 so a block stays in cache while every
  * prepared activation row passes over it. */
@@ -66,6 +71,7 @@ static int nvec_of(int kind) { return kind == Q2 ? 4 : kind == Q8 ? 1 : 2; }
 typedef struct {
     const int8_t *x8p;
     const float *dxv;
+    const int32_t *ofs; /* MX: [nc][16] -z * (the lane's activation sum), see prep_row */
     const float *X;
 } prow;
 
@@ -117,8 +123,10 @@ static geom make_geom(const kv_qmat *w) {
 }
 
 /* Bytes of `work` one prepared row takes, and the shared temporaries. */
+static int is_mx(int kind) { return kind == QF4 || kind == QI4; }
 static size_t row_bytes(const geom *g) {
-    return up64((size_t)g->nc * (size_t)g->NV * 64) + up64((size_t)g->nc * 64) + up64((size_t)g->ng * 4);
+    return up64((size_t)g->nc * (size_t)g->NV * 64) + up64((size_t)g->nc * 64) * (is_mx(g->kind) ? 2 : 1) +
+           up64((size_t)g->ng * 4);
 }
 static size_t tmp_bytes(const geom *g) {
     const size_t nbp = (size_t)g->nc * (size_t)g->E / KV_Q8_BLOCK; /* padded blocks */
@@ -186,7 +194,8 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
 
     int8_t *x8p = (int8_t *)dst;
     float *dxv = (float *)(void *)(dst + up64((size_t)g->nc * (size_t)g->NV * 64));
-    float *X = (float *)(void *)((uint8_t *)dxv + up64((size_t)g->nc * 64));
+    int32_t *ofs = (int32_t *)(void *)((uint8_t *)dxv + up64((size_t)g->nc * 64));
+    float *X = (float *)(void *)((uint8_t *)ofs + (is_mx(g->kind) ? up64((size_t)g->nc * 64) : 0));
     kvq8_group_sums(d, xs, g->ng, g->G / KV_Q8_BLOCK, X);
     const int lanes_per_block = 512 / g->E; /* 4 (E = 128), 2 (256), 8 (64) */
     /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
@@ -212,9 +221,18 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
         }
         const int64_t b0 = c * g->E / KV_Q8_BLOCK;
         for (int l = 0; l < 16; l++) dxv[c * 16 + l] = d[b0 + l / lanes_per_block] * fold;
+        /* MX codes carry a fixed offset z (12: mxfp4, 8: mxint4): sum (q - z) x8 per
+         * lane = dpbusd started from -z * sum x8, so no offset term per output row */
+        if (is_mx(g->kind)) {
+            const __m512i one = _mm512_set1_epi8(1);
+            __m512i ls = _mm512_dpbusd_epi32(_mm512_setzero_si512(), one, _mm512_loadu_si512(o));
+            ls = _mm512_dpbusd_epi32(ls, one, _mm512_loadu_si512(o + 64));
+            _mm512_storeu_si512(ofs + c * 16, _mm512_mullo_epi32(ls, _mm512_set1_epi32(g->kind == QF4 ? -12 : -8)));
+        }
     }
     out->x8p = x8p;
     out->dxv = dxv;
+    out->ofs = ofs;
     out->X = X;
 }
 
@@ -230,12 +248,11 @@ typedef struct {
     __m512i m0f, m03, m07, lut, ctrl;
     __m512i i3[2]; /* int3: vpermb indices of the two vectors */
     __m512i g2[3]; /* int2: vgf2p8affineqb matrices taking bit pair t = 1..3 */
-    __m512 sbase;  /* MX: 2^-128 (mxfp4: X / 2) or 2^-129 (mxint4: X / 4) */
     __m512i mxsel; /* MX: vpshufb taking exponent byte l / 4 to dword lane l */
     __m512i sub;   /* 2^-127 as float bits (E8M0 0, below fp32's normals) */
 } dconsts;
 
-static dconsts make_dconsts(int kind) {
+static dconsts make_dconsts(void) {
     dconsts k;
     k.m0f = _mm512_set1_epi8(0x0F);
     k.m03 = _mm512_set1_epi8(0x03);
@@ -248,7 +265,6 @@ static dconsts make_dconsts(int kind) {
         for (int p = 0; p < 64; p++) ix[h][p] = (int8_t)(6 * (p / 8) + 3 * h + p % 8);
     k.i3[0] = _mm512_loadu_si512(ix[0]);
     k.i3[1] = _mm512_loadu_si512(ix[1]);
-    k.sbase = _mm512_set1_ps(kind == QF4 ? 0x1p-128f : 0x1p-129f);
     int8_t sel[64];
     for (int p = 0; p < 64; p++) sel[p] = (int8_t)(p % 4 ? 0x80 : p / 16);
     k.mxsel = _mm512_loadu_si512(sel);
@@ -306,25 +322,16 @@ AI __m512 lane_scales(int sg, const geom *g, const dconsts *k, const uint8_t *sr
     return _mm512_permutexvar_ps(g->gidx, _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
 }
 
-/* sum_g (s_g * z_g) * X_g over the row's groups (the offset term). */
-AI float offset_term(int kind, const geom *g, const dconsts *k, const kv_qmat *w, int64_t r,
-                     const float *X) {
+/* sum_g (s_g * z_g) * X_g over the row's groups (the offset term; int formats only,
+ * MX folds its fixed offset into the dot products). */
+AI float offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X) {
     const size_t rg = (size_t)r * (size_t)g->ng;
     __m512 acc = _mm512_setzero_ps();
-    const int mx = kind == QF4 || kind == QI4;
-    const __m512 zmx = _mm512_set1_ps(kind == QF4 ? 12.0f : 8.0f);
     for (int64_t g0 = 0; g0 < g->ng; g0 += 16) {
         const int64_t cnt = g->ng - g0 < 16 ? g->ng - g0 : 16;
         const __mmask16 mk = (__mmask16)((1u << cnt) - 1u);
-        __m512 s, z;
-        if (mx) {
-            __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, w->scales + rg + (size_t)g0));
-            s = _mm512_scalef_ps(k->sbase, _mm512_cvtepi32_ps(e));
-            z = zmx;
-        } else {
-            s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, w->scales + 2 * (rg + (size_t)g0)));
-            z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, w->zeros + rg + (size_t)g0)));
-        }
+        __m512 s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, w->scales + 2 * (rg + (size_t)g0)));
+        __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, w->zeros + rg + (size_t)g0)));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(s, z), _mm512_maskz_loadu_ps(mk, X + g0), acc);
     }
     return _mm512_reduce_add_ps(acc);
@@ -349,7 +356,8 @@ AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, c
         for (int i = 0; i < M; i++) {
             const int8_t *xc = xp[i].x8p + c * NV * 64;
             const float *dc = xp[i].dxv + c * 16;
-            __m512i s32 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), t[0], _mm512_loadu_si512(xc));
+            const __m512i s0 = sg == SG_MX ? _mm512_loadu_si512(xp[i].ofs + c * 16) : _mm512_setzero_si512();
+            __m512i s32 = _mm512_dpbusd_epi32(s0, t[0], _mm512_loadu_si512(xc));
 #pragma GCC unroll 4
             for (int u = 1; u < NV; u++) s32 = _mm512_dpbusd_epi32(s32, t[u], _mm512_loadu_si512(xc + 64 * u));
             __m512 pv = _mm512_mul_ps(_mm512_cvtepi32_ps(s32), _mm512_loadu_ps(dc));
@@ -396,7 +404,8 @@ AI void gemv_tile(int kind, int sg, int R, int M, const geom *g, const dconsts *
             __m512 t = acc[q][i][0];
 #pragma GCC unroll 4
             for (int a = 1; a < NACC; a++) t = _mm512_add_ps(t, acc[q][i][a]);
-            float v = _mm512_reduce_add_ps(t) - offset_term(kind, g, k, w, r + q, xp[i].X);
+            float v = _mm512_reduce_add_ps(t);
+            if (sg != SG_MX) v -= offset_term(g, w, r + q, xp[i].X);
             if (bias) v += bias[r + q];
             y[i * ldy + r + q] = v;
         }
@@ -470,7 +479,7 @@ void kv_qmatmul_q8_avx512(const float *x, int64_t m, int64_t ldx, const kv_qmat 
     if (P > MAXP) P = MAXP;
     if (P > m) P = m;
     const perms pm = make_perms(g.kind);
-    const dconsts k = make_dconsts(g.kind);
+    const dconsts k = make_dconsts();
     uint8_t *tmp = (uint8_t *)work, *rows = tmp + tbytes;
     prow xp[MAXP];
     for (int64_t i0 = 0; i0 < m; i0 += P) {
