@@ -64,7 +64,11 @@ void kv_gemm_block_avx512(const float *x, int64_t m, int64_t ldx, const float *w
  * read bandwidth (q8 int4 and MX, bf16), where the activation row stays in L1 beside
  * the weight stream; where it does not (a 25600-wide q8 row, 38 KB; bf16 rows past
  * 6k inputs as fp32) re-reading it per row from L2 cost more than the tiles' shared
- * loads, so those keep R = 4 (kvk_gemv_single). */
+ * loads, so those keep R = 4 (kvk_gemv_single; 25600-wide q8 int4 single rows: 30
+ * GB/s, tiles 54-66). Cutting such rows into K blocks that fit L1 (blocks outermost)
+ * was tried and lost too (q8 int4 44 -> 33 GB/s at ~45): the rows become strided
+ * segments that the hardware prefetchers overrun. q8 int2 keeps 4-row tiles whatever
+ * the width (qmatmul_q8_avx512.c says why). */
 #define KV_PF_TILES 2
 #define KV_PF_MIN 8192
 #define KV_GEMV_ACT_L1 (24 << 10)
