@@ -15,8 +15,9 @@
  * elements of the one 32-block starting at element l * E / 16 of the chunk:
  *   4-bit  vector 0 = low nibbles (even elements), 1 = high nibbles (odd elements)
  *          (mxfp4: vpshufb maps the nibble to 2 * E2M1 + 12; mxint4: xor 8 first)
- *   3-bit  qword j of vector h = elements 16j + 8h .. 16j + 8h + 7: vpermb gathers the
- *          three bytes of those 24 bits, vpmultishiftqb cuts them at 0, 3, ... 21
+ *   3-bit  qword j of vector h = elements 16j + 8h .. 16j + 8h + 7: one vpermb puts
+ *          the six bytes of elements 16j .. 16j+15 in qword j, vpmultishiftqb cuts
+ *          them at 24h + 0, 3, ... 21
  *   2-bit  vector t = bits 2t..2t+1 of each byte (element 4p + t in byte p), one
  *          vgf2p8affineqb each (a bit matrix moving bits 2t, 2t+1 to 0, 1)
  *   8-bit  the bytes themselves
@@ -245,8 +246,8 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
 #endif
 
 typedef struct {
-    __m512i m0f, m03, m07, lut, ctrl;
-    __m512i i3[2]; /* int3: vpermb indices of the two vectors */
+    __m512i m0f, m03, m07, lut;
+    __m512i i3, ctrl3[2]; /* int3: vpermb indices, vpmultishiftqb offsets of the 2 vectors */
     __m512i g2[3]; /* int2: vgf2p8affineqb matrices taking bit pair t = 1..3 */
     __m512i mxsel; /* MX: vpshufb taking exponent byte l / 4 to dword lane l */
     __m512i sub;   /* 2^-127 as float bits (E8M0 0, below fp32's normals) */
@@ -259,12 +260,11 @@ static dconsts make_dconsts(void) {
     k.m07 = _mm512_set1_epi8(0x07);
     const uint8_t fp4[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
     k.lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)fp4));
-    k.ctrl = _mm512_set1_epi64(0x15120F0C09060300ll); /* bit offsets 0, 3, ... 21 */
-    int8_t ix[2][64];
-    for (int h = 0; h < 2; h++)
-        for (int p = 0; p < 64; p++) ix[h][p] = (int8_t)(6 * (p / 8) + 3 * h + p % 8);
-    k.i3[0] = _mm512_loadu_si512(ix[0]);
-    k.i3[1] = _mm512_loadu_si512(ix[1]);
+    k.ctrl3[0] = _mm512_set1_epi64(0x15120F0C09060300ll); /* bit offsets 0, 3, ... 21 */
+    k.ctrl3[1] = _mm512_set1_epi64(0x2D2A2724211E1B18ll); /* 24, 27, ... 45 */
+    int8_t ix[64]; /* qword j = bytes 6j .. 6j+7: elements 16j .. 16j+15 in bits 0 .. 47 */
+    for (int p = 0; p < 64; p++) ix[p] = (int8_t)(6 * (p / 8) + p % 8);
+    k.i3 = _mm512_loadu_si512(ix);
     int8_t sel[64];
     for (int p = 0; p < 64; p++) sel[p] = (int8_t)(p % 4 ? 0x80 : p / 16);
     k.mxsel = _mm512_loadu_si512(sel);
@@ -290,8 +290,9 @@ AI void decode(int kind, const dconsts *k, __m512i v, __m512i *t) {
         t[1] = _mm512_shuffle_epi8(k->lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), k->m0f));
         break;
     case Q3:
-        t[0] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl, _mm512_permutexvar_epi8(k->i3[0], v)), k->m07);
-        t[1] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl, _mm512_permutexvar_epi8(k->i3[1], v)), k->m07);
+        v = _mm512_permutexvar_epi8(k->i3, v); /* one permute feeds both vectors */
+        t[0] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[0], v), k->m07);
+        t[1] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[1], v), k->m07);
         break;
     case Q2: /* one GF(2) affine map per vector: byte bits 2t, 2t+1 -> bits 0, 1 */
         t[0] = _mm512_and_si512(v, k->m03);
