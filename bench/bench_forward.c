@@ -14,7 +14,12 @@
  * of its 36 and the full model's figures are extrapolated from the measured rates,
  * labelled as such.
  *
- * usage: bench_forward [--prefill T] [--decode N] [--layers06 L] [--layers4b L] [--only 06|4b] */
+ * --formats bf16,int4-g128,...: the same model with its block linear layers quantized
+ * in memory (kv_model_quantize, round to nearest; bf16 = as built), decode on the q8
+ * path as `kvant generate` runs it, prefill exact.
+ *
+ * usage: bench_forward [--prefill T] [--decode N] [--layers06 L] [--layers4b L] [--only 06|4b]
+ *                      [--formats F,F,...] */
 #include <math.h>
 
 #include "bench_common.h"
@@ -105,8 +110,12 @@ static int64_t layer_params(const shape *s) {
     return Q * H + 2 * KV * H + H * Q + 3 * s->inter * H;
 }
 
+static int run_format(const shape *s, const kv_config *cfg, const builder *b, const char *fmt,
+                      int64_t layers, int64_t T, int n_decode, double bw, double peak,
+                      double t_fill);
+
 static int run_shape(const shape *s, int64_t layers, int64_t T, int n_decode, double bw,
-                     double peak) {
+                     double peak, const char *formats) {
     kv_config cfg;
     cfg_of(s, layers, &cfg);
     const int64_t H = s->hidden, hd = s->head_dim;
@@ -125,6 +134,7 @@ static int run_shape(const shape *s, int64_t layers, int64_t T, int n_decode, do
     char nm[128];
     add(&b, "model.embed_tokens.weight", s->vocab, H, 0.05f, 0);
     const int64_t Q = s->heads * hd, KV = s->kv_heads * hd, I = s->inter;
+    (void)KV;
     for (int64_t l = 0; l < layers; l++) {
 #define N(suf) (snprintf(nm, sizeof nm, "model.layers.%lld.%s", (long long)l, suf), nm)
         add(&b, N("input_layernorm.weight"), H, 0, 1.0f, 1.0f);
@@ -143,22 +153,48 @@ static int run_shape(const shape *s, int64_t layers, int64_t T, int n_decode, do
     add(&b, "model.norm.weight", H, 0, 1.0f, 1.0f);
     double t_fill = kvb_now() - t0;
 
+    int rc = 0;
+    char list[256];
+    snprintf(list, sizeof list, "%s", formats);
+    for (char *save = NULL, *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save))
+        rc |= run_format(s, &cfg, &b, f, layers, T, n_decode, bw, peak, t_fill);
+    for (int i = 0; i < b.n; i++) free(b.names[i]);
+    free(b.names);
+    free(b.t);
+    free(b.data);
+    return rc;
+}
+
+/* One weight format of the built model: prefill and decode measured and printed. */
+static int run_format(const shape *s, const kv_config *cfg, const builder *b, const char *fmt,
+                      int64_t layers, int64_t T, int n_decode, double bw, double peak,
+                      double t_fill) {
+    const int64_t H = s->hidden, hd = s->head_dim, KV = s->kv_heads * hd;
     kv_err err = {0};
     kv_model *m = NULL;
     kv_cache *c = NULL;
     int rc = 1;
+    double t0, t_quant = 0;
     float *logits = malloc(sizeof(float) * (size_t)s->vocab);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(T + n_decode + 64));
     if (!logits || !ids) goto done;
     for (int64_t i = 0; i < T + n_decode + 64; i++) ids[i] = (int32_t)((i * 7919) % s->vocab);
-    if (kv_model_from_tensors(&cfg, b.t, b.n, &m, &err) ||
-        kv_cache_new(m, 1, T + n_decode + 64, &c, &err)) {
-        fprintf(stderr, "bench_forward: %s\n", err.msg);
-        goto done;
+    if (kv_model_from_tensors(cfg, b->t, b->n, &m, &err)) goto fail;
+    if (strcmp(fmt, "bf16")) {
+        kv_qformat qf;
+        if (kv_qformat_parse(fmt, &qf, &err)) goto fail;
+        t0 = kvb_now();
+        if (kv_model_quantize(m, qf, NULL, &err)) goto fail;
+        t_quant = kvb_now() - t0;
+        kv_model_set_act_mode(m, KV_ACT_Q8_DECODE); /* as kvant generate decodes */
     }
+    if (kv_cache_new(m, 1, T + n_decode + 64, &c, &err)) goto fail;
     int64_t wbytes = kv_model_decode_bytes(m);
-    printf("\n== %s shape, %lld of %lld layers, bf16 random weights (%.2f GB built in %.1f s)\n",
-           s->name, (long long)layers, (long long)s->full_layers, (double)wbytes / 1e9, t_fill);
+    printf("\n== %s shape, %lld of %lld layers, %s random weights (%.2f GB read per token; built "
+           "in %.1f s", s->name, (long long)layers, (long long)s->full_layers, fmt,
+           (double)wbytes / 1e9, t_fill);
+    if (t_quant > 0) printf(", quantized in memory in %.1f s; decode on the q8 path", t_quant);
+    printf(")\n");
 
     /* warm-up: sizes the run state and touches the code paths (a short prefill) */
     if (kv_model_forward1(m, c, 0, ids, 64, KV_LOGITS_LAST, logits, &err)) goto fail;
@@ -185,7 +221,11 @@ static int run_shape(const shape *s, int64_t layers, int64_t T, int n_decode, do
            (long long)T, best_pf, (double)T / best_pf, pf_gflops, 100.0 * pf_gflops / (peak / 1e9),
            peak / 1e9, lin_flops / 1e9, attn_flops / 1e9);
 
-    /* decode n tokens after the prefill */
+    /* decode n tokens after the prefill, against a read pass taken just before (a shared
+     * VM's read bandwidth moves between ~45 and ~80 GB/s from one minute to the next) */
+    const double bw_start = bw;
+    bw = kvb_read_bandwidth((size_t)1 << 30, 3);
+    if (bw <= 0) bw = bw_start;
     double t_min = 1e30;
     double *steps = malloc(sizeof(double) * (size_t)n_decode);
     if (!steps) goto done;
@@ -211,7 +251,7 @@ static int run_shape(const shape *s, int64_t layers, int64_t T, int n_decode, do
     double per_tok = t_med;
     double gbs = ((double)wbytes + kv_bytes) / per_tok / 1e9;
     printf("decode (context %lld..%lld, median of %d steps): %.2f ms/token  %.2f tok/s  reads %.1f MB weights + "
-           "%.1f MB KV cache per token  %.1f GB/s = %.0f%% of measured read bandwidth %.1f GB/s\n",
+           "%.1f MB KV cache per token  %.1f GB/s = %.0f%% of the read bandwidth just before, %.1f GB/s\n",
            (long long)T, (long long)(T + n_decode), n_decode, per_tok * 1e3, 1.0 / per_tok,
            (double)wbytes / 1e6, kv_bytes / 1e6, gbs, 100.0 * gbs / (bw / 1e9), bw / 1e9);
     printf("  best step %.2f ms = %.2f tok/s, %.1f GB/s (%.0f%%); ceiling at the measured "
@@ -236,14 +276,10 @@ static int run_shape(const shape *s, int64_t layers, int64_t T, int n_decode, do
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "bench_forward: %s\n", err.msg);
+    fprintf(stderr, "bench_forward: %s: %s\n", fmt, err.msg);
 done:
     kv_cache_free(c);
     kv_model_free(m);
-    for (int i = 0; i < b.n; i++) free(b.names[i]);
-    free(b.names);
-    free(b.t);
-    free(b.data);
     free(logits);
     free(ids);
     return rc;
@@ -252,16 +288,17 @@ done:
 int main(int argc, char **argv) {
     int64_t T = 512, l06 = 28, l4 = 8;
     int n_decode = 32;
-    const char *only = NULL;
+    const char *only = NULL, *formats = "bf16";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--prefill")) T = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) n_decode = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--layers06")) l06 = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--layers4b")) l4 = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
+        else if (!strcmp(argv[i], "--formats")) formats = argv[i + 1];
         else {
             fprintf(stderr, "usage: %s [--prefill T] [--decode N] [--layers06 L] [--layers4b L] "
-                    "[--only 06|4b]\n", argv[0]);
+                    "[--only 06|4b] [--formats F,F,...]\n", argv[0]);
             return 2;
         }
     }
@@ -277,7 +314,7 @@ int main(int argc, char **argv) {
     printf("machine: DRAM read %.1f GB/s (1 GiB buffer, best of 5), FP32 FMA peak %.0f GFLOP/s "
            "(measured)\n", bw / 1e9, peak / 1e9);
     int rc = 0;
-    if (!only || !strcmp(only, "06")) rc |= run_shape(&QWEN3_06B, l06, T, n_decode, bw, peak);
-    if (!only || !strcmp(only, "4b")) rc |= run_shape(&QWEN3_4B, l4, T, n_decode, bw, peak);
+    if (!only || !strcmp(only, "06")) rc |= run_shape(&QWEN3_06B, l06, T, n_decode, bw, peak, formats);
+    if (!only || !strcmp(only, "4b")) rc |= run_shape(&QWEN3_4B, l4, T, n_decode, bw, peak, formats);
     return rc;
 }

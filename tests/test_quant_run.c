@@ -240,6 +240,54 @@ static void test_logits_equal_dequantized(void) {
     fprintf(stderr, "# quantized vs dequantized-f32 logits: worst max abs diff %.3g (bound 1e-4)\n", worst);
 }
 
+/* kv_model_quantize: a dense model quantized in memory runs exactly as the checkpoint
+ * `kvant quantize` writes for it (same packed bits, same kernels: equal logits), reads
+ * as many bytes per decode step, and refuses a second quantization and a group size
+ * that does not divide a layer. */
+static void test_quantize_in_memory(void) {
+    static const qcase MEM[] = {{"models/tiny-qwen3", "int4-g128"},
+                                {"models/tiny-qwen3", "int3-g128"},
+                                {"models/tiny-qwen3", "mxfp4"},
+                                {"tests/fixtures/models/llama3_bf16_sharded", "int2-g32"}};
+    kv_err err = {0};
+    for (size_t c = 0; c < sizeof MEM / sizeof MEM[0]; c++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/mem_%zu", tmpdir, c);
+        CHECK(quantize(MEM[c].model, out, MEM[c].fmt) == 0);
+        kv_model *q = NULL, *m = NULL;
+        kv_qformat qf;
+        CHECK(kv_qformat_parse(MEM[c].fmt, &qf, &err) == KV_OK);
+        CHECK_MSG(kv_model_load(out, &q, &err) == KV_OK, "%s", err.msg);
+        CHECK_MSG(kv_model_load(MEM[c].model, &m, &err) == KV_OK, "%s", err.msg);
+        if (!q || !m) {
+            kv_model_free(q), kv_model_free(m);
+            continue;
+        }
+        CHECK_MSG(kv_model_quantize(m, qf, NULL, &err) == KV_OK, "%s", err.msg);
+        CHECK_EQ_INT(kv_model_decode_bytes(m), kv_model_decode_bytes(q));
+        for (int mode = KV_ACT_EXACT; mode <= KV_ACT_Q8_DECODE; mode++) {
+            kv_model_set_act_mode(m, (kv_act_mode)mode);
+            kv_model_set_act_mode(q, (kv_act_mode)mode);
+            double e = compare_runs(m, q);
+            CHECK_MSG(e == 0.0, "%s %s in memory vs written, act mode %d: logits differ by %.3g",
+                      MEM[c].model, MEM[c].fmt, mode, e);
+        }
+        err.msg[0] = 0;
+        CHECK(kv_model_quantize(m, qf, NULL, &err) == KV_EINVAL);
+        CHECK(strstr(err.msg, "already quantized") != NULL);
+        kv_model_free(q), kv_model_free(m);
+    }
+    /* this fixture's hidden size (64) is not a multiple of 128 */
+    kv_model *m = NULL;
+    CHECK(kv_model_load("tests/fixtures/models/llama3_bf16_sharded", &m, &err) == KV_OK);
+    kv_qformat bad = {KV_QFMT_INT, 4, 128};
+    err.msg[0] = 0;
+    CHECK(m && kv_model_quantize(m, bad, NULL, &err) != KV_OK);
+    fprintf(stderr, "  group 128 on 64 inputs: %s\n", err.msg);
+    CHECK(strstr(err.msg, "model.layers.0.self_attn.q_proj") != NULL);
+    kv_model_free(m);
+}
+
 /* ---- load-time validation ---- */
 
 /* Overwrite n bytes at byte `at` of tensor `name`'s data in a .safetensors file. */
@@ -430,6 +478,7 @@ int main(void) {
         return 1;
     }
     KV_RUN(test_logits_equal_dequantized);
+    KV_RUN(test_quantize_in_memory);
     KV_RUN(test_load_errors);
     KV_RUN(test_kld);
     nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

@@ -12,6 +12,7 @@
 
 #include "kvant/config.h"
 #include "kvant/err.h"
+#include "kvant/quant.h"
 
 typedef struct kv_model kv_model;
 typedef struct kv_cache kv_cache;
@@ -20,6 +21,15 @@ kv_status kv_model_load(const char *dir, kv_model **out, kv_err *err);
 void kv_model_free(kv_model *m); /* accepts NULL and half-built models */
 const kv_config *kv_model_config(const kv_model *m);
 int64_t kv_model_n_params(const kv_model *m);
+
+/* Quantize every block linear layer (q, k, v, o, gate, up, down) of a dense model in
+ * memory, round to nearest, into the packed form `kvant quantize` writes (the same
+ * bits), and run on it from then on; nothing is written to disk. For benchmarks and
+ * what-if runs. The dense weights stay where they were (the caller's or the mapped
+ * file's). Errors: an already quantized model, a group size that does not divide a
+ * layer's input dimension, NaN/Inf weights (naming the tensor). A failed call leaves
+ * the model unusable: free it. opts may be NULL. */
+kv_status kv_model_quantize(kv_model *m, kv_qformat qf, const kv_quant_opts *opts, kv_err *err);
 
 /* How the quantized linear layers treat their fp32 activations (kernels.h, "the
  * int8-activation path"). Dense layers are not affected. The default is exact:

@@ -118,36 +118,12 @@ AI void gemv_tile(kv_dtype t, int R, int M, const float *x, int64_t ldx, const k
     }
 }
 
-AI void gemv(kv_dtype t, const float *x, int64_t m, int64_t ldx, const kv_wmat *w,
-             const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy) {
-    int64_t r = r0;
-    switch (m) {
-    case 1: /* single rows where x (fp32) stays in L1 (kernels_internal.h) */
-        if (!kvk_gemv_single((size_t)w->n_in * sizeof(float)))
-            for (; r + 4 <= r1; r += 4) gemv_tile(t, 4, 1, x, ldx, w, r, bias, y, ldy);
-        for (; r < r1; r++) gemv_tile(t, 1, 1, x, ldx, w, r, bias, y, ldy);
-        break;
-    case 2:
-        for (; r + 2 <= r1; r += 2) gemv_tile(t, 2, 2, x, ldx, w, r, bias, y, ldy);
-        for (; r < r1; r++) gemv_tile(t, 1, 2, x, ldx, w, r, bias, y, ldy);
-        break;
-    case 3:
-        for (; r < r1; r++) gemv_tile(t, 1, 3, x, ldx, w, r, bias, y, ldy);
-        break;
-    default:
-        for (; r < r1; r++) gemv_tile(t, 1, 4, x, ldx, w, r, bias, y, ldy);
-        break;
-    }
-}
-
 /* ---- GEMM: m > 4 ---------------------------------------------------------------- */
 
 #define MR 6   /* activation rows per microkernel */
 #define NR 64  /* weight rows (outputs) per microkernel: 4 zmm */
 #define KC 128 /* inputs per packed block: a 64 x 128 fp32 panel is 32 KiB, L1-resident */
 #define NC 256 /* weight rows per packed block: 4 panels, 128 KiB, L2-resident */
-_Static_assert(NC * KC <= KV_MATMUL_WORK_FLOATS, "work buffer too small");
-_Static_assert(NC % NR == 0, "NC must hold whole panels");
 
 /* In-register transpose of a 16 x 16 fp32 tile: v[i] lane j -> v[j] lane i. */
 AI void transpose16(__m512 v[16]) {
@@ -255,121 +231,11 @@ AI void ukr(int mr, int64_t kc, const float *x, int64_t ldx, const float *wp, fl
         for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(y + i * ldy + 16 * v, mk[v], c[i][v]);
 }
 
-static void ukr_any(int mr, int64_t kc, const float *x, int64_t ldx, const float *wp, float *y,
-                    int64_t ldy, int64_t nr, int first, const float *bias) {
-    switch (mr) {
-    case 6: ukr(6, kc, x, ldx, wp, y, ldy, nr, first, bias); break;
-    case 5: ukr(5, kc, x, ldx, wp, y, ldy, nr, first, bias); break;
-    case 4: ukr(4, kc, x, ldx, wp, y, ldy, nr, first, bias); break;
-    case 3: ukr(3, kc, x, ldx, wp, y, ldy, nr, first, bias); break;
-    case 2: ukr(2, kc, x, ldx, wp, y, ldy, nr, first, bias); break;
-    default: ukr(1, kc, x, ldx, wp, y, ldy, nr, first, bias); break;
-    }
-}
-
-AI void gemm(kv_dtype t, const float *x, int64_t m, int64_t ldx, const kv_wmat *w,
-             const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy, float *work) {
-    const int64_t K = w->n_in;
-    for (int64_t jc = r0; jc < r1; jc += NC) {
-        int64_t nc = r1 - jc < NC ? r1 - jc : NC;
-        if (K == 0) { /* an empty sum: y = bias or 0 */
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = jc; j < jc + nc; j++) y[i * ldy + j] = bias ? bias[j] : 0.0f;
-            continue;
-        }
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            int64_t kc = K - k0 < KC ? K - k0 : KC;
-            int first = k0 == 0, last = k0 + kc == K;
-            /* the block packed after this one: next k block, else the next row block */
-            const char *next = NULL;
-            int64_t next_nj = 0, next_kc = 0;
-            const size_t es = kv_dtype_size(t);
-            if (k0 + KC < K) {
-                next = (const char *)w->data + ((size_t)jc * (size_t)w->ld + (size_t)(k0 + KC)) * es;
-                next_nj = nc;
-                next_kc = K - (k0 + KC) < KC ? K - (k0 + KC) : KC;
-            } else if (jc + NC < r1) {
-                next = (const char *)w->data + (size_t)(jc + NC) * (size_t)w->ld * es;
-                next_nj = r1 - (jc + NC) < NC ? r1 - (jc + NC) : NC;
-                next_kc = K < KC ? K : KC;
-            }
-            pack_w(t, w, jc, nc, k0, kc, work, next, next_nj, next_kc);
-            for (int64_t p = 0; p * NR < nc; p++) {
-                int64_t j = jc + p * NR, nr = nc - p * NR < NR ? nc - p * NR : NR;
-                const float *wp = work + p * kc * NR;
-                for (int64_t i0 = 0; i0 < m; i0 += MR) {
-                    int mr = m - i0 < MR ? (int)(m - i0) : MR;
-                    ukr_any(mr, kc, x + i0 * ldx + k0, ldx, wp, y + i0 * ldy + j, ldy, nr, first,
-                            last && bias ? bias + j : NULL);
-                }
-            }
-        }
-    }
-}
-
-/* One block of gemm() above, for the quantized GEMM (qmatmul_avx512.c): the block
- * wb[nc][kc] is already fp32, so packing is the transpose alone. */
-_Static_assert((size_t)NC * KC <= KV_GEMM_PANEL_FLOATS, "panel buffer too small");
 _Static_assert(NC == KV_GEMM_BLOCK_NC_AVX512 && KC == KV_GEMM_BLOCK_KC_AVX512, "block sizes");
-void kv_gemm_block_avx512(const float *x, int64_t m, int64_t ldx, const float *wb, int64_t nc,
-                        int64_t kc, float *y, int64_t ldy, int first, const float *bias,
-                        float *panel) {
-    const kv_wmat w = {KV_DTYPE_F32, wb, nc, kc, kc};
-    pack_w(KV_DTYPE_F32, &w, 0, nc, 0, kc, panel, NULL, 0, 0);
-    for (int64_t p = 0; p * NR < nc; p++) {
-        int64_t j = p * NR, nr = nc - j < NR ? nc - j : NR;
-        const float *wp = panel + p * kc * NR;
-        for (int64_t i0 = 0; i0 < m; i0 += MR) {
-            int mr = m - i0 < MR ? (int)(m - i0) : MR;
-            ukr_any(mr, kc, x + i0 * ldx, ldx, wp, y + i0 * ldy + j, ldy, nr, first,
-                    bias ? bias + j : NULL);
-        }
-    }
-}
-
-static void gemv_bf16(const float *x, int64_t m, int64_t ldx, const kv_wmat *w, const float *b,
-                      int64_t r0, int64_t r1, float *y, int64_t ldy) {
-    gemv(KV_DTYPE_BF16, x, m, ldx, w, b, r0, r1, y, ldy);
-}
-static void gemv_f16(const float *x, int64_t m, int64_t ldx, const kv_wmat *w, const float *b,
-                     int64_t r0, int64_t r1, float *y, int64_t ldy) {
-    gemv(KV_DTYPE_F16, x, m, ldx, w, b, r0, r1, y, ldy);
-}
-static void gemv_f32(const float *x, int64_t m, int64_t ldx, const kv_wmat *w, const float *b,
-                     int64_t r0, int64_t r1, float *y, int64_t ldy) {
-    gemv(KV_DTYPE_F32, x, m, ldx, w, b, r0, r1, y, ldy);
-}
-static void gemm_bf16(const float *x, int64_t m, int64_t ldx, const kv_wmat *w, const float *b,
-                      int64_t r0, int64_t r1, float *y, int64_t ldy, float *work) {
-    gemm(KV_DTYPE_BF16, x, m, ldx, w, b, r0, r1, y, ldy, work);
-}
-static void gemm_f16(const float *x, int64_t m, int64_t ldx, const kv_wmat *w, const float *b,
-                     int64_t r0, int64_t r1, float *y, int64_t ldy, float *work) {
-    gemm(KV_DTYPE_F16, x, m, ldx, w, b, r0, r1, y, ldy, work);
-}
-static void gemm_f32(const float *x, int64_t m, int64_t ldx, const kv_wmat *w, const float *b,
-                     int64_t r0, int64_t r1, float *y, int64_t ldy, float *work) {
-    gemm(KV_DTYPE_F32, x, m, ldx, w, b, r0, r1, y, ldy, work);
-}
-
-static void matmul_avx512(const float *x, int64_t m, int64_t ldx, const kv_wmat *w,
-                          const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
-                          float *work) {
-    if (m <= 0 || r1 <= r0) return;
-    if (m <= 4) {
-        switch (w->dtype) {
-        case KV_DTYPE_BF16: gemv_bf16(x, m, ldx, w, bias, r0, r1, y, ldy); break;
-        case KV_DTYPE_F16: gemv_f16(x, m, ldx, w, bias, r0, r1, y, ldy); break;
-        default: gemv_f32(x, m, ldx, w, bias, r0, r1, y, ldy); break;
-        }
-        return;
-    }
-    switch (w->dtype) {
-    case KV_DTYPE_BF16: gemm_bf16(x, m, ldx, w, bias, r0, r1, y, ldy, work); break;
-    case KV_DTYPE_F16: gemm_f16(x, m, ldx, w, bias, r0, r1, y, ldy, work); break;
-    default: gemm_f32(x, m, ldx, w, bias, r0, r1, y, ldy, work); break;
-    }
-}
+/* single rows where x (fp32) stays in L1 (kernels_internal.h) */
+#define KV_DRV_SINGLE(w) kvk_gemv_single((size_t)(w)->n_in * sizeof(float))
+#define KV_DRV_ISA avx512
+#include "kernels/matmul_driver.h"
 
 /* ---- elementwise ops ------------------------------------------------------------- */
 

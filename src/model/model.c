@@ -39,6 +39,7 @@
 #include "kvant/kernels.h"
 #include "kvant/model.h"
 #include "kvant/quant.h"
+#include "kvant/quantize.h"
 #include "kvant/safetensors.h"
 #include "model/model_internal.h"
 
@@ -66,11 +67,14 @@ struct kv_model {
     float *inv_freq;     /* [head_dim / 2] */
     float *small;        /* one allocation: every fp32 vector above */
     int64_t n_params;
+    int64_t n_small;     /* floats in `small` */
     int64_t decode_bytes;
     int quantized;       /* config.json has a quantization_config */
     kv_qformat qf;       /* its format */
     kv_qmat *qmats;      /* [n_layers * 7]: the quantized linear layers (owned) */
     int64_t n_qmats;
+    kv_qtensor *qts;     /* [n_layers * 7] packed parts quantized in memory (owned; MX
+                            qmats view them) or NULL (kv_model_quantize) */
     kv_act_mode act;     /* activations of the quantized layers (kv_model_set_act_mode) */
 
     /* run state: one allocation, grown when a bigger batch / context / team arrives */
@@ -243,6 +247,19 @@ static kv_status get_lin(kv_model *m, const tsrc *s, const char *name, int64_t r
 
 static size_t lin_bytes(const linw *l) { return l->q ? kv_qmat_bytes(l->q) : wmat_bytes(&l->w); }
 
+/* The bytes one decode step reads: every weight once, one embedding row, the fp32 vectors. */
+static int64_t decode_bytes(const kv_model *m) {
+    const kv_config *c = &m->cfg;
+    int64_t bytes = (int64_t)wmat_bytes(&m->lm_head) + c->hidden_size * (int64_t)kv_dtype_size(m->embed.dtype);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const layer_w *lw = &m->layers[l];
+        bytes += (int64_t)(lin_bytes(&lw->wq) + lin_bytes(&lw->wk) + lin_bytes(&lw->wv) +
+                           lin_bytes(&lw->wo) + lin_bytes(&lw->wg) + lin_bytes(&lw->wu) +
+                           lin_bytes(&lw->wd));
+    }
+    return bytes + m->n_small * (int64_t)sizeof(float);
+}
+
 static kv_status build(kv_model *m, const tsrc *s, kv_err *err) {
     const kv_config *c = &m->cfg;
     const int64_t H = c->hidden_size, I = c->intermediate_size, hd = c->head_dim;
@@ -331,14 +348,8 @@ static kv_status build(kv_model *m, const tsrc *s, kv_err *err) {
     compute_inv_freq(c, m->inv_freq);
     m->n_params = np;
 
-    int64_t bytes = (int64_t)wmat_bytes(&m->lm_head) + H * (int64_t)kv_dtype_size(m->embed.dtype);
-    for (int64_t l = 0; l < L; l++) {
-        const layer_w *lw = &m->layers[l];
-        bytes += (int64_t)(lin_bytes(&lw->wq) + lin_bytes(&lw->wk) + lin_bytes(&lw->wv) +
-                           lin_bytes(&lw->wo) + lin_bytes(&lw->wg) + lin_bytes(&lw->wu) +
-                           lin_bytes(&lw->wd));
-    }
-    m->decode_bytes = bytes + n_small * (int64_t)sizeof(float);
+    m->n_small = n_small;
+    m->decode_bytes = decode_bytes(m);
     kv_kernels_init();
     return KV_OK;
 }
@@ -415,10 +426,52 @@ void kv_model_free(kv_model *m) {
     kv_weights_close(m->weights);
     for (int64_t i = 0; i < m->n_qmats; i++) kv_qmat_free(&m->qmats[i]);
     free(m->qmats);
+    if (m->qts)
+        for (int64_t i = 0; i < m->cfg.n_layers * 7; i++) kv_qtensor_free(&m->qts[i]);
+    free(m->qts);
     free(m->layers);
     free(m->small);
     free(m->scratch);
     free(m);
+}
+
+kv_status kv_model_quantize(kv_model *m, kv_qformat qf, const kv_quant_opts *opts, kv_err *err) {
+    if (m->quantized)
+        return kv_err_set(err, KV_EINVAL, "model: already quantized; kv_model_quantize takes a dense model");
+    kv_status st = kv_qformat_check(qf, err);
+    if (st) return st;
+    const int64_t L = m->cfg.n_layers;
+    m->qmats = kv_calloc((size_t)L * 7, sizeof(kv_qmat), err, "model: quantized layer table");
+    m->qts = kv_calloc((size_t)L * 7, sizeof(kv_qtensor), err, "model: quantized parts");
+    if (!m->qmats || !m->qts) return err ? err->code : KV_ENOMEM;
+    static const char *const names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                         "mlp.down_proj"};
+    for (int64_t l = 0; l < L; l++) {
+        layer_w *lw = &m->layers[l];
+        linw *lins[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->wg, &lw->wu, &lw->wd};
+        for (int i = 0; i < 7; i++) {
+            const kv_wmat *w = &lins[i]->w;
+            char name[96];
+            snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l, names[i]);
+            if (w->ld != w->n_in)
+                return kv_err_set(err, KV_EUNSUPPORTED, "model: %s: strided rows cannot be quantized", name);
+            kv_tensor t = {name, w->dtype, 2, {w->n_out, w->n_in}, w->data,
+                           (size_t)(w->n_out * w->n_in) * kv_dtype_size(w->dtype), "memory"};
+            kv_qtensor *qt = &m->qts[l * 7 + i];
+            kv_qmat *qm = &m->qmats[m->n_qmats];
+            if ((st = kv_quantize_tensor(&t, qf, opts, qt, name, err))) return st;
+            if ((st = kv_qmat_init(qm, qt, name, err))) return st;
+            m->n_qmats++;
+            if (qm->owned) kv_qtensor_free(qt); /* INT: the kernel layout is a copy */
+            lins[i]->q = qm;
+            lins[i]->w = (kv_wmat){KV_DTYPE_F32, NULL, w->n_out, w->n_in, w->n_in};
+        }
+    }
+    m->quantized = 1;
+    m->qf = qf;
+    m->decode_bytes = decode_bytes(m);
+    return KV_OK;
 }
 
 const kv_config *kv_model_config(const kv_model *m) { return m ? &m->cfg : NULL; }
