@@ -390,8 +390,6 @@ static void gemv(const float *x, int64_t m, int64_t ldx, const kv_qmat *w, const
 
 #define QNC KV_GEMM_BLOCK_NC_AVX512
 #define QKC KV_GEMM_BLOCK_KC_AVX512
-_Static_assert((size_t)QNC * QKC + KV_GEMM_PANEL_FLOATS <= KV_MATMUL_WORK_FLOATS,
-               "work holds the dequantized block and its panels");
 
 /* W[r .. r+nr, k0 .. k0+kc) dequantized into dst[nr][kc] (natural element order). */
 AI void deq_block(int kind, const kv_qmat *w, const kb_consts *kc, int64_t r, int64_t nr,
@@ -421,36 +419,5 @@ AI void deq_block(int kind, const kv_qmat *w, const kb_consts *kc, int64_t r, in
     }
 }
 
-static void deq_block_any(int kind, const kv_qmat *w, const kb_consts *kc, int64_t r, int64_t nr,
-                          int64_t k0, int64_t kcols, float *dst) {
-    switch (kind) {
-    case K4: deq_block(K4, w, kc, r, nr, k0, kcols, dst); break;
-    case KB: deq_block(KB, w, kc, r, nr, k0, kcols, dst); break;
-    default: deq_block(K8, w, kc, r, nr, k0, kcols, dst); break;
-    }
-}
-
-static void gemm(const float *x, int64_t m, int64_t ldx, const kv_qmat *w, const float *bias,
-                 int64_t r0, int64_t r1, float *y, int64_t ldy, float *work) {
-    const int kind = kind_of(w);
-    kb_consts kc = make_kb(w->qf.bits == 4 || w->qf.bits == 8 ? 2 : w->qf.bits);
-    const int64_t K = w->n_in;
-    float *blk = work, *panel = work + (size_t)QNC * QKC;
-    for (int64_t jc = r0; jc < r1; jc += QNC) {
-        int64_t nc = r1 - jc < QNC ? r1 - jc : QNC;
-        for (int64_t k0 = 0; k0 < K; k0 += QKC) {
-            int64_t kcols = K - k0 < QKC ? K - k0 : QKC;
-            deq_block_any(kind, w, &kc, jc, nc, k0, kcols, blk);
-            kv_gemm_block_avx512(x + k0, m, ldx, blk, nc, kcols, y + jc, ldy, k0 == 0,
-                                 k0 + kcols == K && bias ? bias + jc : NULL, panel);
-        }
-    }
-}
-
-void kv_qmatmul_avx512(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
-                       const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
-                       float *work) {
-    if (m <= 0 || r1 <= r0) return;
-    if (m <= 4) gemv(x, m, ldx, w, bias, r0, r1, y, ldy, work);
-    else gemm(x, m, ldx, w, bias, r0, r1, y, ldy, work);
-}
+#define KV_QDRV_ISA avx512
+#include "kernels/qmatmul_driver.h"
