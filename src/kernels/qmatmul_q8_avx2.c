@@ -50,6 +50,10 @@ typedef struct {
     __m256i gidx;
 } geom;
 
+/* How a chunk finds its weight scales, fixed per tile at compile time: one fp16 scale
+ * (G >= E), several (G < E), or MX E8M0 exponents (one per 32-block). */
+enum { SG_ONE = 0, SG_MULTI = 1, SG_MX = 2 };
+
 static size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }
 
 static geom make_geom(const kv_qmat *w) {
@@ -101,13 +105,16 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
     float *X = (float *)(void *)((uint8_t *)dxv + up64((size_t)g->nc * 32));
     kvq8_group_sums(d, xs, g->ng, g->G / KV_Q8_BLOCK, X);
     const int NV = g->NV, lpb = 256 / g->E; /* lanes per 32-block */
+    /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
+     * factor goes here, so a lane's scale is the bare 2^(e - 127) (lane_scales) */
+    const float fold = g->kind == QF4 ? 0.5f : g->kind == QI4 ? 0.25f : 1.0f;
     for (int64_t c = 0; c < g->nc; c++) {
         const int8_t *s = x8 + c * g->E;
         int8_t *o = x8p + c * NV * 32;
         for (int t = 0; t < NV; t++)
             for (int p = 0; p < 32; p++) o[t * 32 + p] = s[NV * p + t];
         const int64_t b0 = c * g->E / KV_Q8_BLOCK;
-        for (int l = 0; l < 8; l++) dxv[c * 8 + l] = d[b0 + l / lpb];
+        for (int l = 0; l < 8; l++) dxv[c * 8 + l] = d[b0 + l / lpb] * fold;
     }
     out->x8p = x8p;
     out->dxv = dxv;
@@ -120,6 +127,8 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
 typedef struct {
     __m256i m0f, m03, m07, m700, lut, ones, sixteen;
     __m256i c3, mul3; /* int3: vpshufb control, vpmullw factors */
+    __m256i mxsel;    /* MX: vpshufb taking exponent byte l / 4 to dword lane l */
+    __m256i sub;      /* 2^-127 as float bits (E8M0 0, below fp32's normals) */
 } dconsts;
 
 static dconsts make_dconsts(void) {
@@ -142,6 +151,10 @@ static dconsts make_dconsts(void) {
             mu[8 * L + j] = (int16_t)(1 << (8 - bit % 8));
         }
     k.c3 = _mm256_loadu_si256((const __m256i *)c);
+    int8_t sel[32];
+    for (int b = 0; b < 32; b++) sel[b] = (int8_t)(b % 4 ? 0x80 : b / 16);
+    k.mxsel = _mm256_loadu_si256((const __m256i *)sel);
+    k.sub = _mm256_set1_epi32(0x00400000);
     k.mul3 = _mm256_loadu_si256((const __m256i *)mu);
     return k;
 }
@@ -217,26 +230,26 @@ AI uint64_t load_upto8(const uint8_t *p, int n) {
     return v;
 }
 
-AI __m256 lane_scales(const geom *g, const kv_qmat *w, int64_t r, int64_t c, int tail) {
-    const size_t rg = (size_t)r * (size_t)g->ng;
-    if (!g->multi) {
-        if (w->qf.fmt != KV_QFMT_INT) return _mm256_set1_ps(kvq8_wscale(w, rg + (size_t)(c >> g->gsh)));
+/* The weight scale of each lane of chunk c, from the row's scale bytes sr. MX: the
+ * two exponents of the chunk broadcast, byte l / 4 moved to lane l, shifted into a
+ * float's exponent field (2^(e - 127); e = 0 is the subnormal 2^-127, hence the max;
+ * the lanes past a partial chunk get it too, times activations that are 0). */
+AI __m256 lane_scales(int sg, const geom *g, const dconsts *k, const uint8_t *sr, int64_t c, int tail) {
+    if (sg == SG_ONE) {
         uint16_t h;
-        memcpy(&h, w->scales + 2 * (rg + (size_t)(c >> g->gsh)), 2);
+        memcpy(&h, sr + 2 * (size_t)(c >> g->gsh), 2);
         return _mm256_set1_ps(_cvtsh_ss(h));
     }
     const int cnt = tail ? g->tgroups : g->per; /* <= 4 */
-    const size_t gi = rg + (size_t)c * (size_t)g->per;
-    if (w->qf.fmt == KV_QFMT_INT) {
-        const uint64_t h = load_upto8(w->scales + 2 * gi, 2 * cnt);
+    const size_t gi = (size_t)c * (size_t)g->per;
+    if (sg == SG_MULTI) {
+        const uint64_t h = load_upto8(sr + 2 * gi, 2 * cnt);
         __m128 s4 = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
         return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s4), g->gidx);
     }
-    const uint64_t e4 = load_upto8(w->scales + gi, cnt);
-    /* lanes to groups first: the unused bytes are e = 0, a subnormal scale, whose
-     * multiply costs a microcode assist (it made this GEMV 3x slower) */
-    const __m256i e = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e4)), g->gidx);
-    return e8m0x8(e, _mm256_set1_ps(w->qf.fmt == KV_QFMT_MXFP4 ? 0.5f : 0.25f));
+    const uint32_t e2 = (uint32_t)load_upto8(sr + gi, cnt); /* E = 64: two blocks */
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)e2), k->mxsel);
+    return _mm256_castsi256_ps(_mm256_max_epu32(_mm256_slli_epi32(b, 23), k->sub));
 }
 
 /* sum_g s_g z_g X_g over the row's groups, 8 groups a step (MX has n/32 of them). */
@@ -268,9 +281,9 @@ AI float offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X)
     return t;
 }
 
-AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
-              const uint8_t *const *row, const prow *xp, int64_t r, int64_t c, int tail,
-              __m256 acc[MAXR][MAXM]) {
+AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+              const uint8_t *const *row, const uint8_t *const *sr, const prow *xp, int64_t c,
+              int tail, __m256 acc[MAXR][MAXM]) {
     const int NV = nvec_of(kind);
     const int CB = kind == Q3 ? 12 : 32;
     const int pf = (((size_t)c * (size_t)CB) & 63) < (size_t)CB; /* the chunk starting each line */
@@ -279,7 +292,7 @@ AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_
         __m256i t[4];
         if (pf) kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (((size_t)c * (size_t)CB) >> 6) * (size_t)R + (size_t)q);
         decode(kind, k, load_chunk(kind, g, row[q] + (size_t)c * (size_t)CB, tail), t);
-        const __m256 sv = lane_scales(g, w, r + q, c, tail);
+        const __m256 sv = lane_scales(sg, g, k, sr[q], c, tail);
 #pragma GCC unroll 4
         for (int i = 0; i < M; i++) {
             const int8_t *xc = xp[i].x8p + c * NV * 32;
@@ -304,19 +317,21 @@ AI void chunk(int kind, int R, int M, const geom *g, const dconsts *k, const kv_
 }
 
 
-AI void gemv_tile(int kind, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+AI void gemv_tile(int kind, int sg, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
                   const prow *xp, int64_t r, float *y, int64_t ldy, const float *bias) {
-    const uint8_t *row[MAXR];
+    const uint8_t *row[MAXR], *sr[MAXR];
+    const size_t es = sg == SG_MX ? 1 : 2;
     __m256 acc[MAXR][MAXM];
     kvk_prefetch_side(w, r, R);
 #pragma GCC unroll 2
     for (int q = 0; q < R; q++) {
         row[q] = w->q + (size_t)(r + q) * (size_t)w->row_bytes;
+        sr[q] = w->scales + (size_t)(r + q) * (size_t)g->ng * es;
 #pragma GCC unroll 4
         for (int i = 0; i < M; i++) acc[q][i] = _mm256_setzero_ps();
     }
-    for (int64_t c = 0; c < g->ncf; c++) chunk(kind, R, M, g, k, w, row, xp, r, c, 0, acc);
-    if (g->ncf < g->nc) chunk(kind, R, M, g, k, w, row, xp, r, g->ncf, 1, acc);
+    for (int64_t c = 0; c < g->ncf; c++) chunk(kind, sg, R, M, g, k, w, row, sr, xp, c, 0, acc);
+    if (g->ncf < g->nc) chunk(kind, sg, R, M, g, k, w, row, sr, xp, g->ncf, 1, acc);
 #pragma GCC unroll 2
     for (int q = 0; q < R; q++) {
 #pragma GCC unroll 4
@@ -331,32 +346,39 @@ AI void gemv_tile(int kind, int R, int M, const geom *g, const dconsts *k, const
 typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const prow *, int64_t,
                         float *, int64_t, const float *);
 
-#define TILE_FN(kind, R, M)                                                                  \
-    static void tile_##kind##_##R##_##M(const geom *g, const dconsts *k, const kv_qmat *w,     \
-                                        const prow *xp, int64_t r, float *y, int64_t ldy,      \
-                                        const float *bias) {                                   \
-        gemv_tile(kind, R, M, g, k, w, xp, r, y, ldy, bias);                                   \
+#define TILE_FN(kind, sg, R, M)                                                              \
+    static void tile_##kind##_##sg##_##R##_##M(const geom *g, const dconsts *k,                \
+                                               const kv_qmat *w, const prow *xp, int64_t r,     \
+                                               float *y, int64_t ldy, const float *bias) {      \
+        gemv_tile(kind, sg, R, M, g, k, w, xp, r, y, ldy, bias);                               \
     }
-#define TILE_SET(kind) \
-    TILE_FN(kind, 2, 1) TILE_FN(kind, 1, 1) TILE_FN(kind, 2, 2) TILE_FN(kind, 1, 2) \
-    TILE_FN(kind, 1, 3) TILE_FN(kind, 1, 4)
-TILE_SET(Q4)
-TILE_SET(QF4)
-TILE_SET(QI4)
-TILE_SET(Q3)
-TILE_SET(Q2)
-TILE_SET(Q8)
+#define TILE_SET(kind, sg)                                                                      \
+    TILE_FN(kind, sg, 2, 1) TILE_FN(kind, sg, 1, 1) TILE_FN(kind, sg, 2, 2)                    \
+    TILE_FN(kind, sg, 1, 2) TILE_FN(kind, sg, 1, 3) TILE_FN(kind, sg, 1, 4)
+TILE_SET(Q4, SG_ONE)
+TILE_SET(Q4, SG_MULTI)
+TILE_SET(Q3, SG_ONE) /* int3 and int8 chunks (32) never hold more than one group */
+TILE_SET(Q8, SG_ONE)
+TILE_SET(Q2, SG_ONE)
+TILE_SET(Q2, SG_MULTI)
+TILE_SET(QF4, SG_MX)
+TILE_SET(QI4, SG_MX)
 
-#define TILE_ROW(kind) \
-    {{tile_##kind##_2_1, tile_##kind##_1_1}, {tile_##kind##_2_2, tile_##kind##_1_2}, \
-     {tile_##kind##_1_3, tile_##kind##_1_3}, {tile_##kind##_1_4, tile_##kind##_1_4}}
-static const tile_fn TILES[6][4][2] = {TILE_ROW(Q4), TILE_ROW(QF4), TILE_ROW(QI4),
-                                       TILE_ROW(Q3), TILE_ROW(Q2), TILE_ROW(Q8)};
+#define TILE_ROW(kind, sg)                                                          \
+    {{tile_##kind##_##sg##_2_1, tile_##kind##_##sg##_1_1},                          \
+     {tile_##kind##_##sg##_2_2, tile_##kind##_##sg##_1_2},                          \
+     {tile_##kind##_##sg##_1_3, tile_##kind##_##sg##_1_3},                          \
+     {tile_##kind##_##sg##_1_4, tile_##kind##_##sg##_1_4}}
+/* [kind][multi][M - 1][0: the wide tile, 1: one row] */
+static const tile_fn TILES[6][2][4][2] = {
+    {TILE_ROW(Q4, SG_ONE), TILE_ROW(Q4, SG_MULTI)},   {TILE_ROW(QF4, SG_MX), TILE_ROW(QF4, SG_MX)},
+    {TILE_ROW(QI4, SG_MX), TILE_ROW(QI4, SG_MX)},     {TILE_ROW(Q3, SG_ONE), TILE_ROW(Q3, SG_ONE)},
+    {TILE_ROW(Q2, SG_ONE), TILE_ROW(Q2, SG_MULTI)},   {TILE_ROW(Q8, SG_ONE), TILE_ROW(Q8, SG_ONE)}};
 static const int TILE_R[4] = {2, 2, 1, 1};
 
 static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const prow *xp, int M,
                      int64_t ra, int64_t rb, float *y, int64_t ldy, const float *bias) {
-    const tile_fn wide = TILES[g->kind][M - 1][0], one = TILES[g->kind][M - 1][1];
+    const tile_fn wide = TILES[g->kind][g->multi][M - 1][0], one = TILES[g->kind][g->multi][M - 1][1];
     const int R = TILE_R[M - 1];
     int64_t r = ra;
     for (; r + R <= rb; r += R) wide(g, k, w, xp, r, y, ldy, bias);
