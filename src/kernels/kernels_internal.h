@@ -199,6 +199,14 @@ static inline void kvq8_group_sums(const float *d, const int32_t *xs, int64_t ng
     }
 }
 
+/* The SIMD q8 kernels' kinds of weight decoding (qmatmul_q8_avx2.c, _avx512.c). */
+enum { KQ_Q4 = 0, KQ_QF4, KQ_QI4, KQ_Q3, KQ_Q2, KQ_Q8 }; /* int4, mxfp4, mxint4, int3, int2, int8 */
+static inline int kvq8_kind(const kv_qmat *w) {
+    if (w->qf.fmt == KV_QFMT_MXFP4) return KQ_QF4;
+    if (w->qf.fmt == KV_QFMT_MXINT4) return KQ_QI4;
+    return w->qf.bits == 4 ? KQ_Q4 : w->qf.bits == 3 ? KQ_Q3 : w->qf.bits == 2 ? KQ_Q2 : KQ_Q8;
+}
+
 /* The weight side: code c of element k as the unsigned integer the dot product uses,
  * the group's offset z and scale s (w = s * (c - z) exactly). */
 static inline uint32_t kvq8_code(const kv_qmat *w, uint32_t c) {

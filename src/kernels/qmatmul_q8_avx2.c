@@ -21,20 +21,8 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { Q4 = 0, QF4, QI4, Q3, Q2, Q8 }; /* int4, mxfp4, mxint4, int3, int2, int8 */
-
-static int kind_of(const kv_qmat *w) {
-    if (w->qf.fmt == KV_QFMT_MXFP4) return QF4;
-    if (w->qf.fmt == KV_QFMT_MXINT4) return QI4;
-    switch (w->qf.bits) {
-    case 4: return Q4;
-    case 3: return Q3;
-    case 2: return Q2;
-    default: return Q8;
-    }
-}
-static int elems_of(int kind) { return kind == Q2 ? 128 : kind == Q3 || kind == Q8 ? 32 : 64; }
-static int nvec_of(int kind) { return kind == Q2 ? 4 : kind == Q3 || kind == Q8 ? 1 : 2; }
+static int elems_of(int kind) { return kind == KQ_Q2 ? 128 : kind == KQ_Q3 || kind == KQ_Q8 ? 32 : 64; }
+static int nvec_of(int kind) { return kind == KQ_Q2 ? 4 : kind == KQ_Q3 || kind == KQ_Q8 ? 1 : 2; }
 
 typedef struct {
     const int8_t *x8p; /* [nc][NV][32] */
@@ -58,7 +46,7 @@ static size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }
 
 static geom make_geom(const kv_qmat *w) {
     geom g;
-    g.kind = kind_of(w);
+    g.kind = kvq8_kind(w);
     g.B = w->qf.bits;
     g.G = w->qf.group;
     g.E = elems_of(g.kind);
@@ -107,7 +95,7 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
     const int NV = g->NV, lpb = 256 / g->E; /* lanes per 32-block */
     /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
      * factor goes here, so a lane's scale is the bare 2^(e - 127) (lane_scales) */
-    const float fold = g->kind == QF4 ? 0.5f : g->kind == QI4 ? 0.25f : 1.0f;
+    const float fold = g->kind == KQ_QF4 ? 0.5f : g->kind == KQ_QI4 ? 0.25f : 1.0f;
     for (int64_t c = 0; c < g->nc; c++) {
         const int8_t *s = x8 + c * g->E;
         int8_t *o = x8p + c * NV * 32;
@@ -161,23 +149,23 @@ static dconsts make_dconsts(void) {
 
 AI void decode(int kind, const dconsts *k, __m256i v, __m256i *t) {
     switch (kind) {
-    case Q4:
-    case QI4:
-        if (kind == QI4) v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x88));
+    case KQ_Q4:
+    case KQ_QI4:
+        if (kind == KQ_QI4) v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x88));
         t[0] = _mm256_and_si256(v, k->m0f);
         t[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), k->m0f);
         break;
-    case QF4:
+    case KQ_QF4:
         t[0] = _mm256_shuffle_epi8(k->lut, _mm256_and_si256(v, k->m0f));
         t[1] = _mm256_shuffle_epi8(k->lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), k->m0f));
         break;
-    case Q3: {
+    case KQ_Q3: {
         __m256i m = _mm256_mullo_epi16(_mm256_shuffle_epi8(v, k->c3), k->mul3);
         t[0] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(m, 8), k->m07),
                                _mm256_and_si256(_mm256_srli_epi16(m, 3), k->m700));
         break;
     }
-    case Q2:
+    case KQ_Q2:
         t[0] = _mm256_and_si256(v, k->m03);
         t[1] = _mm256_and_si256(_mm256_srli_epi16(v, 2), k->m03);
         t[2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), k->m03);
@@ -194,7 +182,7 @@ AI __m256i load_chunk(int kind, const geom *g, const uint8_t *p, int tail) {
         memcpy(buf, p, g->tbytes);
         return _mm256_loadu_si256((const __m256i *)buf);
     }
-    if (kind == Q3) /* 12 bytes; the int layout copy has 64 bytes of padding */
+    if (kind == KQ_Q3) /* 12 bytes; the int layout copy has 64 bytes of padding */
         return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
     return _mm256_loadu_si256((const __m256i *)p);
 }
@@ -285,7 +273,7 @@ AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, c
               const uint8_t *const *row, const uint8_t *const *sr, const prow *xp, int64_t c,
               int tail, __m256 acc[MAXR][MAXM]) {
     const int NV = nvec_of(kind);
-    const int CB = kind == Q3 ? 12 : 32;
+    const int CB = kind == KQ_Q3 ? 12 : 32;
     const int pf = (((size_t)c * (size_t)CB) & 63) < (size_t)CB; /* the chunk starting each line */
 #pragma GCC unroll 2
     for (int q = 0; q < R; q++) {
@@ -297,7 +285,7 @@ AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, c
         for (int i = 0; i < M; i++) {
             const int8_t *xc = xp[i].x8p + c * NV * 32;
             __m256i s32;
-            if (kind == Q8) {
+            if (kind == KQ_Q8) {
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)xc);
                 __m256i lo = _mm256_and_si256(t[0], k->m0f);
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(t[0], 4), k->m0f);
@@ -355,14 +343,14 @@ typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const pr
 #define TILE_SET(kind, sg)                                                                      \
     TILE_FN(kind, sg, 2, 1) TILE_FN(kind, sg, 1, 1) TILE_FN(kind, sg, 2, 2)                    \
     TILE_FN(kind, sg, 1, 2) TILE_FN(kind, sg, 1, 3) TILE_FN(kind, sg, 1, 4)
-TILE_SET(Q4, SG_ONE)
-TILE_SET(Q4, SG_MULTI)
-TILE_SET(Q3, SG_ONE) /* int3 and int8 chunks (32) never hold more than one group */
-TILE_SET(Q8, SG_ONE)
-TILE_SET(Q2, SG_ONE)
-TILE_SET(Q2, SG_MULTI)
-TILE_SET(QF4, SG_MX)
-TILE_SET(QI4, SG_MX)
+TILE_SET(KQ_Q4, SG_ONE)
+TILE_SET(KQ_Q4, SG_MULTI)
+TILE_SET(KQ_Q3, SG_ONE) /* int3 and int8 chunks (32) never hold more than one group */
+TILE_SET(KQ_Q8, SG_ONE)
+TILE_SET(KQ_Q2, SG_ONE)
+TILE_SET(KQ_Q2, SG_MULTI)
+TILE_SET(KQ_QF4, SG_MX)
+TILE_SET(KQ_QI4, SG_MX)
 
 #define TILE_ROW(kind, sg)                                                          \
     {{tile_##kind##_##sg##_2_1, tile_##kind##_##sg##_1_1},                          \
@@ -371,9 +359,9 @@ TILE_SET(QI4, SG_MX)
      {tile_##kind##_##sg##_1_4, tile_##kind##_##sg##_1_4}}
 /* [kind][multi][M - 1][0: the wide tile, 1: one row] */
 static const tile_fn TILES[6][2][4][2] = {
-    {TILE_ROW(Q4, SG_ONE), TILE_ROW(Q4, SG_MULTI)},   {TILE_ROW(QF4, SG_MX), TILE_ROW(QF4, SG_MX)},
-    {TILE_ROW(QI4, SG_MX), TILE_ROW(QI4, SG_MX)},     {TILE_ROW(Q3, SG_ONE), TILE_ROW(Q3, SG_ONE)},
-    {TILE_ROW(Q2, SG_ONE), TILE_ROW(Q2, SG_MULTI)},   {TILE_ROW(Q8, SG_ONE), TILE_ROW(Q8, SG_ONE)}};
+    {TILE_ROW(KQ_Q4, SG_ONE), TILE_ROW(KQ_Q4, SG_MULTI)},   {TILE_ROW(KQ_QF4, SG_MX), TILE_ROW(KQ_QF4, SG_MX)},
+    {TILE_ROW(KQ_QI4, SG_MX), TILE_ROW(KQ_QI4, SG_MX)},     {TILE_ROW(KQ_Q3, SG_ONE), TILE_ROW(KQ_Q3, SG_ONE)},
+    {TILE_ROW(KQ_Q2, SG_ONE), TILE_ROW(KQ_Q2, SG_MULTI)},   {TILE_ROW(KQ_Q8, SG_ONE), TILE_ROW(KQ_Q8, SG_ONE)}};
 static const int TILE_R[4] = {2, 2, 1, 1};
 
 static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const prow *xp, int M,
@@ -385,39 +373,5 @@ static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const pr
     for (; r < rb; r++) one(g, k, w, xp, r, y, ldy, bias);
 }
 
-#define MAXP 64
-#define RBLK 32
-
-void kv_qmatmul_q8_avx2(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
-                        const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
-                        float *work) {
-    if (m <= 0 || r1 <= r0) return;
-    const geom g = make_geom(w);
-    const size_t rbytes = row_bytes(&g), tbytes = tmp_bytes(&g);
-    const size_t cap = KV_MATMUL_WORK_FLOATS * sizeof(float);
-    if (!work || tbytes + rbytes > cap) {
-        kv_qmatmul_q8_ref(x, m, ldx, w, bias, r0, r1, y, ldy, work);
-        return;
-    }
-    int64_t P = (int64_t)((cap - tbytes) / rbytes);
-    if (P > MAXP) P = MAXP;
-    if (P > m) P = m;
-    const dconsts k = make_dconsts();
-    uint8_t *tmp = (uint8_t *)work, *rows = tmp + tbytes;
-    prow xp[MAXP];
-    for (int64_t i0 = 0; i0 < m; i0 += P) {
-        const int64_t np = m - i0 < P ? m - i0 : P;
-        for (int64_t i = 0; i < np; i++) prep_row(&g, x + (i0 + i) * ldx, rows + (size_t)i * rbytes, tmp, &xp[i]);
-        if (np <= 4) {
-            run_rows(&g, &k, w, xp, (int)np, r0, r1, y + i0 * ldy, ldy, bias);
-            continue;
-        }
-        for (int64_t ra = r0; ra < r1; ra += RBLK) {
-            const int64_t rb = r1 - ra < RBLK ? r1 - ra : RBLK;
-            for (int64_t i = 0; i < np; i += 4) {
-                const int M = np - i < 4 ? (int)(np - i) : 4;
-                run_rows(&g, &k, w, xp + i, M, ra, ra + rb, y + (i0 + i) * ldy, ldy, bias);
-            }
-        }
-    }
-}
+#define KV_Q8DRV_ISA avx2
+#include "kernels/qmatmul_q8_driver.h"

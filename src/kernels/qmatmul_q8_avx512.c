@@ -52,20 +52,8 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { Q4 = 0, QF4, QI4, Q3, Q2, Q8 }; /* int4, mxfp4, mxint4, int3, int2, int8 */
-
-static int kind_of(const kv_qmat *w) {
-    if (w->qf.fmt == KV_QFMT_MXFP4) return QF4;
-    if (w->qf.fmt == KV_QFMT_MXINT4) return QI4;
-    switch (w->qf.bits) {
-    case 4: return Q4;
-    case 3: return Q3;
-    case 2: return Q2;
-    default: return Q8;
-    }
-}
-static int elems_of(int kind) { return kind == Q2 ? 256 : kind == Q8 ? 64 : 128; }
-static int nvec_of(int kind) { return kind == Q2 ? 4 : kind == Q8 ? 1 : 2; }
+static int elems_of(int kind) { return kind == KQ_Q2 ? 256 : kind == KQ_Q8 ? 64 : 128; }
+static int nvec_of(int kind) { return kind == KQ_Q2 ? 4 : kind == KQ_Q8 ? 1 : 2; }
 
 /* Prepared activation row: x8p [nc][NV][64] int8 in decode order, dxv [nc][16] the
  * lane block scales, X [ng] the group sums of kvq8_group_sums. */
@@ -75,6 +63,26 @@ typedef struct {
     const int32_t *ofs; /* MX: [nc][16] -z * (the lane's activation sum), see prep_row */
     const float *X;
 } prow;
+
+/* Byte permutation indices of the decode order (see the header). */
+typedef struct {
+    __m512i p[4];
+} perms;
+
+static perms make_perms(int kind) {
+    perms P;
+    int8_t ix[4][64];
+    for (int t = 0; t < 4; t++)
+        for (int p = 0; p < 64; p++) {
+            int e;
+            if (kind == KQ_Q3) e = 16 * (p / 8) + 8 * t + p % 8;
+            else if (kind == KQ_Q2) e = (4 * p + t) & 127; /* per half: see prep_row */
+            else e = 2 * p + t;                         /* 4-bit: even, odd */
+            ix[t][p] = (int8_t)(e & 127);
+        }
+    for (int t = 0; t < 4; t++) P.p[t] = _mm512_loadu_si512(ix[t]);
+    return P;
+}
 
 typedef struct {
     int kind, B, G, E, NV, CB;
@@ -86,6 +94,7 @@ typedef struct {
     __mmask64 tmask;        /* weight bytes of the partial last chunk */
     int tgroups;            /* groups in the partial last chunk (multi) */
     __mmask16 gmask, tgmask; /* multi/MX: scale entries of a full, the partial chunk */
+    perms pm;               /* the activations' byte order (prep_row) */
 } geom;
 
 /* How a chunk finds its weight scales, fixed per tile at compile time: one fp16 scale
@@ -96,7 +105,7 @@ static size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }
 
 static geom make_geom(const kv_qmat *w) {
     geom g;
-    g.kind = kind_of(w);
+    g.kind = kvq8_kind(w);
     g.B = w->qf.bits;
     g.G = w->qf.group;
     g.E = elems_of(g.kind);
@@ -120,11 +129,12 @@ static geom make_geom(const kv_qmat *w) {
     g.tgroups = (int)(tail / g.G);
     g.gmask = (__mmask16)((1u << g.per) - 1u);
     g.tgmask = (__mmask16)((1u << g.tgroups) - 1u);
+    g.pm = make_perms(g.kind);
     return g;
 }
 
 /* Bytes of `work` one prepared row takes, and the shared temporaries. */
-static int is_mx(int kind) { return kind == QF4 || kind == QI4; }
+static int is_mx(int kind) { return kind == KQ_QF4 || kind == KQ_QI4; }
 static size_t row_bytes(const geom *g) {
     return up64((size_t)g->nc * (size_t)g->NV * 64) + up64((size_t)g->nc * 64) * (is_mx(g->kind) ? 2 : 1) +
            up64((size_t)g->ng * 4);
@@ -164,29 +174,9 @@ static void quant_row(const geom *g, const float *x, int8_t *x8, float *d, int32
     }
 }
 
-/* Byte permutation indices of the decode order (see the header). */
-typedef struct {
-    __m512i p[4];
-} perms;
-
-static perms make_perms(int kind) {
-    perms P;
-    int8_t ix[4][64];
-    for (int t = 0; t < 4; t++)
-        for (int p = 0; p < 64; p++) {
-            int e;
-            if (kind == Q3) e = 16 * (p / 8) + 8 * t + p % 8;
-            else if (kind == Q2) e = (4 * p + t) & 127; /* per half: see prep_row */
-            else e = 2 * p + t;                         /* 4-bit: even, odd */
-            ix[t][p] = (int8_t)(e & 127);
-        }
-    for (int t = 0; t < 4; t++) P.p[t] = _mm512_loadu_si512(ix[t]);
-    return P;
-}
-
 /* One activation row into its prepared form at `dst` (row_bytes), temporaries at tmp. */
-static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst, uint8_t *tmp,
-                     prow *out) {
+static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, prow *out) {
+    const perms *P = &g->pm;
     const int64_t nbp = g->nc * g->E / KV_Q8_BLOCK;
     int8_t *x8 = (int8_t *)tmp;
     float *d = (float *)(void *)(tmp + up64((size_t)g->nc * (size_t)g->E));
@@ -201,13 +191,13 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
     const int lanes_per_block = 512 / g->E; /* 4 (E = 128), 2 (256), 8 (64) */
     /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
      * factor goes here, so a lane's scale is the bare 2^(e - 127) (lane_scales) */
-    const float fold = g->kind == QF4 ? 0.5f : g->kind == QI4 ? 0.25f : 1.0f;
+    const float fold = g->kind == KQ_QF4 ? 0.5f : g->kind == KQ_QI4 ? 0.25f : 1.0f;
     for (int64_t c = 0; c < g->nc; c++) {
         const int8_t *s = x8 + c * g->E;
         int8_t *o = x8p + c * g->NV * 64;
-        if (g->kind == Q8) {
+        if (g->kind == KQ_Q8) {
             memcpy(o, s, 64);
-        } else if (g->kind == Q2) {
+        } else if (g->kind == KQ_Q2) {
             __m512i a = _mm512_loadu_si512(s), b = _mm512_loadu_si512(s + 64);
             __m512i c2 = _mm512_loadu_si512(s + 128), d2 = _mm512_loadu_si512(s + 192);
             for (int t = 0; t < 4; t++) {
@@ -228,7 +218,7 @@ static void prep_row(const geom *g, const perms *P, const float *x, uint8_t *dst
             const __m512i one = _mm512_set1_epi8(1);
             __m512i ls = _mm512_dpbusd_epi32(_mm512_setzero_si512(), one, _mm512_loadu_si512(o));
             ls = _mm512_dpbusd_epi32(ls, one, _mm512_loadu_si512(o + 64));
-            _mm512_storeu_si512(ofs + c * 16, _mm512_mullo_epi32(ls, _mm512_set1_epi32(g->kind == QF4 ? -12 : -8)));
+            _mm512_storeu_si512(ofs + c * 16, _mm512_mullo_epi32(ls, _mm512_set1_epi32(g->kind == KQ_QF4 ? -12 : -8)));
         }
     }
     out->x8p = x8p;
@@ -279,22 +269,22 @@ static dconsts make_dconsts(void) {
 /* NV code vectors of one chunk of weights v (see the header). */
 AI void decode(int kind, const dconsts *k, __m512i v, __m512i *t) {
     switch (kind) {
-    case Q4:
-    case QI4:
-        if (kind == QI4) v = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x88));
+    case KQ_Q4:
+    case KQ_QI4:
+        if (kind == KQ_QI4) v = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x88));
         t[0] = _mm512_and_si512(v, k->m0f);
         t[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), k->m0f);
         break;
-    case QF4:
+    case KQ_QF4:
         t[0] = _mm512_shuffle_epi8(k->lut, _mm512_and_si512(v, k->m0f));
         t[1] = _mm512_shuffle_epi8(k->lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), k->m0f));
         break;
-    case Q3:
+    case KQ_Q3:
         v = _mm512_permutexvar_epi8(k->i3, v); /* one permute feeds both vectors */
         t[0] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[0], v), k->m07);
         t[1] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[1], v), k->m07);
         break;
-    case Q2: /* one GF(2) affine map per vector: byte bits 2t, 2t+1 -> bits 0, 1 */
+    case KQ_Q2: /* one GF(2) affine map per vector: byte bits 2t, 2t+1 -> bits 0, 1 */
         t[0] = _mm512_and_si512(v, k->m03);
         t[1] = _mm512_gf2p8affine_epi64_epi8(v, k->g2[0], 0);
         t[2] = _mm512_gf2p8affine_epi64_epi8(v, k->g2[1], 0);
@@ -343,7 +333,7 @@ AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, c
               const uint8_t *const *row, const uint8_t *const *sr, const prow *xp, int64_t c,
               int slot, int tail, __m512 acc[MAXR][MAXM][NACC]) {
     const int NV = nvec_of(kind);
-    const int CB = kind == Q3 ? 48 : 64;
+    const int CB = kind == KQ_Q3 ? 48 : 64;
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
         const uint8_t *p = row[q] + (size_t)c * (size_t)CB;
@@ -369,7 +359,7 @@ AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, c
          * than once per chunk. Measured, not derived: 32B down q8 int4 53 -> 65 GB/s
          * (of ~78); loading only the activations again did not do it, and int3/int2
          * (decode-heavier, more activation vectors per weight byte) lost 20% by it. */
-        if (R > 1 && kind != Q3 && kind != Q2) __asm__ volatile("" ::: "memory");
+        if (R > 1 && kind != KQ_Q3 && kind != KQ_Q2) __asm__ volatile("" ::: "memory");
     }
 }
 
@@ -425,15 +415,15 @@ typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const pr
 #define TILE_SET(kind, sg)                                                                      \
     TILE_FN(kind, sg, 4, 1) TILE_FN(kind, sg, 1, 1) TILE_FN(kind, sg, 2, 2)                    \
     TILE_FN(kind, sg, 1, 2) TILE_FN(kind, sg, 1, 3) TILE_FN(kind, sg, 1, 4)
-TILE_SET(Q4, SG_ONE)
-TILE_SET(Q4, SG_MULTI)
-TILE_SET(Q3, SG_ONE)
-TILE_SET(Q3, SG_MULTI)
-TILE_SET(Q8, SG_ONE)
-TILE_SET(Q8, SG_MULTI)
-TILE_SET(Q2, SG_MULTI) /* int2 chunks (256) always hold several groups */
-TILE_SET(QF4, SG_MX)
-TILE_SET(QI4, SG_MX)
+TILE_SET(KQ_Q4, SG_ONE)
+TILE_SET(KQ_Q4, SG_MULTI)
+TILE_SET(KQ_Q3, SG_ONE)
+TILE_SET(KQ_Q3, SG_MULTI)
+TILE_SET(KQ_Q8, SG_ONE)
+TILE_SET(KQ_Q8, SG_MULTI)
+TILE_SET(KQ_Q2, SG_MULTI) /* int2 chunks (256) always hold several groups */
+TILE_SET(KQ_QF4, SG_MX)
+TILE_SET(KQ_QI4, SG_MX)
 
 #define TILE_ROW(kind, sg)                                                          \
     {{tile_##kind##_##sg##_4_1, tile_##kind##_##sg##_1_1},                          \
@@ -442,9 +432,9 @@ TILE_SET(QI4, SG_MX)
      {tile_##kind##_##sg##_1_4, tile_##kind##_##sg##_1_4}}
 /* [kind][multi][M - 1][0: the wide tile, 1: one row] */
 static const tile_fn TILES[6][2][4][2] = {
-    {TILE_ROW(Q4, SG_ONE), TILE_ROW(Q4, SG_MULTI)},    {TILE_ROW(QF4, SG_MX), TILE_ROW(QF4, SG_MX)},
-    {TILE_ROW(QI4, SG_MX), TILE_ROW(QI4, SG_MX)},      {TILE_ROW(Q3, SG_ONE), TILE_ROW(Q3, SG_MULTI)},
-    {TILE_ROW(Q2, SG_MULTI), TILE_ROW(Q2, SG_MULTI)}, {TILE_ROW(Q8, SG_ONE), TILE_ROW(Q8, SG_MULTI)}};
+    {TILE_ROW(KQ_Q4, SG_ONE), TILE_ROW(KQ_Q4, SG_MULTI)},    {TILE_ROW(KQ_QF4, SG_MX), TILE_ROW(KQ_QF4, SG_MX)},
+    {TILE_ROW(KQ_QI4, SG_MX), TILE_ROW(KQ_QI4, SG_MX)},      {TILE_ROW(KQ_Q3, SG_ONE), TILE_ROW(KQ_Q3, SG_MULTI)},
+    {TILE_ROW(KQ_Q2, SG_MULTI), TILE_ROW(KQ_Q2, SG_MULTI)}, {TILE_ROW(KQ_Q8, SG_ONE), TILE_ROW(KQ_Q8, SG_MULTI)}};
 static const int TILE_R[4] = {4, 2, 1, 1};
 
 /* Rows [ra, rb) against M prepared rows. */
@@ -454,49 +444,12 @@ static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const pr
     /* one activation row that stays in L1: row by row (kernels_internal.h), except
      * int2, whose 4 activation vectors per weight vector make the shared loads of a
      * 4-row tile worth more (single rows: 2560-wide int2 68 -> 53 GB/s of ~77) */
-    const int R = M == 1 && g->kind != Q2 && kvk_gemv_single(row_bytes(g)) ? 1 : TILE_R[M - 1];
+    const int R = M == 1 && g->kind != KQ_Q2 && kvk_gemv_single(row_bytes(g)) ? 1 : TILE_R[M - 1];
     int64_t r = ra;
     if (R > 1)
         for (; r + R <= rb; r += R) wide(g, k, w, xp, r, y, ldy, bias);
     for (; r < rb; r++) one(g, k, w, xp, r, y, ldy, bias);
 }
 
-#define MAXP 64 /* activation rows prepared at once when m > 4 */
-#define RBLK 32 /* weight rows per block when m > 4 */
-
-void kv_qmatmul_q8_avx512(const float *x, int64_t m, int64_t ldx, const kv_qmat *w,
-                          const float *bias, int64_t r0, int64_t r1, float *y, int64_t ldy,
-                          float *work) {
-    if (m <= 0 || r1 <= r0) return;
-    const geom g = make_geom(w);
-    const size_t rbytes = row_bytes(&g), tbytes = tmp_bytes(&g);
-    const size_t cap = KV_MATMUL_WORK_FLOATS * sizeof(float);
-    if (!work || tbytes + rbytes > cap) {
-        /* n_in beyond ~400k inputs: the specification itself (same result) */
-        kv_qmatmul_q8_ref(x, m, ldx, w, bias, r0, r1, y, ldy, work);
-        return;
-    }
-    int64_t P = (int64_t)((cap - tbytes) / rbytes);
-    if (P > MAXP) P = MAXP;
-    if (P > m) P = m;
-    const perms pm = make_perms(g.kind);
-    const dconsts k = make_dconsts();
-    uint8_t *tmp = (uint8_t *)work, *rows = tmp + tbytes;
-    prow xp[MAXP];
-    for (int64_t i0 = 0; i0 < m; i0 += P) {
-        const int64_t np = m - i0 < P ? m - i0 : P;
-        for (int64_t i = 0; i < np; i++)
-            prep_row(&g, &pm, x + (i0 + i) * ldx, rows + (size_t)i * rbytes, tmp, &xp[i]);
-        if (np <= 4) {
-            run_rows(&g, &k, w, xp, (int)np, r0, r1, y + i0 * ldy, ldy, bias);
-            continue;
-        }
-        for (int64_t ra = r0; ra < r1; ra += RBLK) {
-            const int64_t rb = r1 - ra < RBLK ? r1 - ra : RBLK;
-            for (int64_t i = 0; i < np; i += 4) {
-                const int M = np - i < 4 ? (int)(np - i) : 4;
-                run_rows(&g, &k, w, xp + i, M, ra, ra + rb, y + (i0 + i) * ldy, ldy, bias);
-            }
-        }
-    }
-}
+#define KV_Q8DRV_ISA avx512
+#include "kernels/qmatmul_q8_driver.h"
