@@ -434,11 +434,15 @@ static void test_q8_every_format(void) {
                 }
         }
     /* rows whose prepared activations outgrow L1 (> 24 KB): the single-activation-row
-     * GEMV goes back from one row at a time to 4-row tiles (kernels_internal.h) */
+     * GEMV goes back from one row at a time to 4-row tiles (kernels_internal.h), or for
+     * int3 and int2 to single rows on compact block scales (qmatmul_q8_avx512.c) */
     for (size_t f = 0; f < N_FORMATS; f++) {
         check_q8_case(fmt(FORMATS[f]), 9, 16640, 1, 1);
         check_q8_case(fmt(FORMATS[f]), 5, 16640, 2, 0);
     }
+    /* int2 rows long enough for its compact single-row GEMV (int3's are above) */
+    check_q8_case(fmt("int2-g64"), 7, 20480, 1, 1);
+    check_q8_case(fmt("int2-g64"), 3, 20480, 2, 0);
     int simd = 0;
     for (int isa = KV_ISA_AVX2; isa < KV_ISA_COUNT; isa++) simd += kv_qmatmul_q8_for((kv_isa)isa) != NULL;
     fprintf(stderr, "# q8: %d cases, %d SIMD kernel(s); worst error / bound: ref vs double %.3g, "

@@ -61,6 +61,7 @@ typedef struct {
     const int8_t *x8p;
     const float *dxv;
     const int32_t *ofs; /* MX: [nc][16] -z * (the lane's activation sum), see prep_row */
+    const float *dxb;   /* compact rows (geom.cm): [nc][E / 32] the block scales alone */
     const float *X;
 } prow;
 
@@ -95,6 +96,9 @@ typedef struct {
     int tgroups;            /* groups in the partial last chunk (multi) */
     __mmask16 gmask, tgmask; /* multi/MX: scale entries of a full, the partial chunk */
     perms pm;               /* the activations' byte order (prep_row) */
+    int cm;                 /* compact: single-row GEMV on dxb (set_compact) */
+    __m512i bidx;           /* compact: lane -> block within the chunk */
+    __mmask16 bmask;        /* compact: the chunk's E / 32 block scales */
 } geom;
 
 /* How a chunk finds its weight scales, fixed per tile at compile time: one fp16 scale
@@ -103,7 +107,7 @@ enum { SG_ONE = 0, SG_MULTI = 1, SG_MX = 2 };
 
 static size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }
 
-static geom make_geom(const kv_qmat *w) {
+static geom make_geom_base(const kv_qmat *w) {
     geom g;
     g.kind = kvq8_kind(w);
     g.B = w->qf.bits;
@@ -130,14 +134,40 @@ static geom make_geom(const kv_qmat *w) {
     g.gmask = (__mmask16)((1u << g.per) - 1u);
     g.tgmask = (__mmask16)((1u << g.tgroups) - 1u);
     g.pm = make_perms(g.kind);
+    g.cm = 0;
+    int32_t bi[16];
+    for (int l = 0; l < 16; l++) bi[l] = l / (16 / (g.E / 32));
+    g.bidx = _mm512_loadu_si512(bi);
+    g.bmask = (__mmask16)((1u << (g.E / 32)) - 1u);
     return g;
 }
 
 /* Bytes of `work` one prepared row takes, and the shared temporaries. */
 static int is_mx(int kind) { return kind == KQ_QF4 || kind == KQ_QI4; }
+static size_t dxb_bytes(const geom *g) { return up64((size_t)g->nc * (size_t)(g->E / 32) * 4); }
 static size_t row_bytes(const geom *g) {
     return up64((size_t)g->nc * (size_t)g->NV * 64) + up64((size_t)g->nc * 64) * (is_mx(g->kind) ? 2 : 1) +
-           up64((size_t)g->ng * 4);
+           (g->cm ? dxb_bytes(g) : 0) + up64((size_t)g->ng * 4);
+}
+
+/* Rows too long for their prepared activations (x8p, dxv, X) to stay in L1 beside the
+ * weight stream, whose codes and block scales alone would: int3 and int2 then run the
+ * single-row GEMV on dxb, E/32 block scales a chunk rather than 16 lane copies (spread
+ * in registers). 25600-wide int2 at ~45 GB/s: 4-row tiles 38-40 GB/s, compact single
+ * rows 42-44; int4 went the other way (45 -> 42), so int4 and MX keep the 4-row tiles.
+ * dxv stays prepared for m > 1 (the same floats: the same bits). */
+#define KV_Q8_COMPACT_L1 (32 << 10)
+static void set_compact(geom *g) {
+    if (g->kind != KQ_Q3 && g->kind != KQ_Q2) return; /* 4-bit: 4-row tiles did better */
+    if (kvk_gemv_single(row_bytes(g))) return;
+    const size_t compact = up64((size_t)g->nc * (size_t)g->NV * 64) + dxb_bytes(g) + up64((size_t)g->ng * 4);
+    g->cm = compact <= KV_Q8_COMPACT_L1;
+}
+
+static geom make_geom(const kv_qmat *w) {
+    geom g = make_geom_base(w);
+    set_compact(&g);
+    return g;
 }
 static size_t tmp_bytes(const geom *g) {
     const size_t nbp = (size_t)g->nc * (size_t)g->E / KV_Q8_BLOCK; /* padded blocks */
@@ -186,7 +216,8 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
     int8_t *x8p = (int8_t *)dst;
     float *dxv = (float *)(void *)(dst + up64((size_t)g->nc * (size_t)g->NV * 64));
     int32_t *ofs = (int32_t *)(void *)((uint8_t *)dxv + up64((size_t)g->nc * 64));
-    float *X = (float *)(void *)((uint8_t *)ofs + (is_mx(g->kind) ? up64((size_t)g->nc * 64) : 0));
+    float *dxb = (float *)(void *)((uint8_t *)ofs + (is_mx(g->kind) ? up64((size_t)g->nc * 64) : 0));
+    float *X = (float *)(void *)((uint8_t *)dxb + (g->cm ? dxb_bytes(g) : 0));
     kvq8_group_sums(d, xs, g->ng, g->G / KV_Q8_BLOCK, X);
     const int lanes_per_block = 512 / g->E; /* 4 (E = 128), 2 (256), 8 (64) */
     /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
@@ -212,6 +243,8 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
         }
         const int64_t b0 = c * g->E / KV_Q8_BLOCK;
         for (int l = 0; l < 16; l++) dxv[c * 16 + l] = d[b0 + l / lanes_per_block] * fold;
+        if (g->cm)
+            for (int b = 0; b < g->E / 32; b++) dxb[c * (g->E / 32) + b] = d[b0 + b];
         /* MX codes carry a fixed offset z (12: mxfp4, 8: mxint4): sum (q - z) x8 per
          * lane = dpbusd started from -z * sum x8, so no offset term per output row */
         if (is_mx(g->kind)) {
@@ -224,6 +257,7 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
     out->x8p = x8p;
     out->dxv = dxv;
     out->ofs = ofs;
+    out->dxb = dxb;
     out->X = X;
 }
 
@@ -329,7 +363,7 @@ AI float offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X)
 }
 
 /* One chunk c of R rows (weights row[q], scales sr[q]) against M prepared rows. */
-AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+AI void chunk(int kind, int sg, int CM, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
               const uint8_t *const *row, const uint8_t *const *sr, const prow *xp, int64_t c,
               int slot, int tail, __m512 acc[MAXR][MAXM][NACC]) {
     const int NV = nvec_of(kind);
@@ -351,7 +385,9 @@ AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, c
             __m512i s32 = _mm512_dpbusd_epi32(s0, t[0], _mm512_loadu_si512(xc));
 #pragma GCC unroll 4
             for (int u = 1; u < NV; u++) s32 = _mm512_dpbusd_epi32(s32, t[u], _mm512_loadu_si512(xc + 64 * u));
-            __m512 pv = _mm512_mul_ps(_mm512_cvtepi32_ps(s32), _mm512_loadu_ps(dc));
+            const __m512 dv = CM ? _mm512_permutexvar_ps(g->bidx, _mm512_maskz_loadu_ps(g->bmask, xp[i].dxb + c * (elems_of(kind) / 32)))
+                                 : _mm512_loadu_ps(dc);
+            __m512 pv = _mm512_mul_ps(_mm512_cvtepi32_ps(s32), dv);
             acc[q][i][slot] = _mm512_fmadd_ps(pv, sv, acc[q][i][slot]);
         }
         /* 4-bit tiles of rows too long for single rows (kernels_internal.h): each
@@ -363,7 +399,7 @@ AI void chunk(int kind, int sg, int R, int M, const geom *g, const dconsts *k, c
     }
 }
 
-AI void gemv_tile(int kind, int sg, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
+AI void gemv_tile(int kind, int sg, int CM, int R, int M, const geom *g, const dconsts *k, const kv_qmat *w,
                   const prow *xp, int64_t r, float *y, int64_t ldy, const float *bias) {
     const uint8_t *row[MAXR], *sr[MAXR];
     const size_t es = sg == SG_MX ? 1 : 2;
@@ -382,11 +418,11 @@ AI void gemv_tile(int kind, int sg, int R, int M, const geom *g, const dconsts *
     int64_t c = 0;
     for (; c + NACC <= g->ncf; c += NACC)
 #pragma GCC unroll 4
-        for (int a = 0; a < NACC; a++) chunk(kind, sg, R, M, g, k, w, row, sr, xp, c + a, a, 0, acc);
+        for (int a = 0; a < NACC; a++) chunk(kind, sg, CM, R, M, g, k, w, row, sr, xp, c + a, a, 0, acc);
 #pragma GCC unroll 4
     for (int a = 0; a < NACC; a++) {
-        if (c + a < g->ncf) chunk(kind, sg, R, M, g, k, w, row, sr, xp, c + a, a, 0, acc);
-        else if (c + a < g->nc) chunk(kind, sg, R, M, g, k, w, row, sr, xp, c + a, a, 1, acc);
+        if (c + a < g->ncf) chunk(kind, sg, CM, R, M, g, k, w, row, sr, xp, c + a, a, 0, acc);
+        else if (c + a < g->nc) chunk(kind, sg, CM, R, M, g, k, w, row, sr, xp, c + a, a, 1, acc);
     }
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
@@ -406,12 +442,31 @@ AI void gemv_tile(int kind, int sg, int R, int M, const geom *g, const dconsts *
 typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const prow *, int64_t,
                         float *, int64_t, const float *);
 
+
 #define TILE_FN(kind, sg, R, M)                                                              \
     static void tile_##kind##_##sg##_##R##_##M(const geom *g, const dconsts *k,                \
                                                const kv_qmat *w, const prow *xp, int64_t r,     \
                                                float *y, int64_t ldy, const float *bias) {      \
-        gemv_tile(kind, sg, R, M, g, k, w, xp, r, y, ldy, bias);                               \
+        gemv_tile(kind, sg, 0, R, M, g, k, w, xp, r, y, ldy, bias);                            \
     }
+#define TILE_CM(kind, sg)                                                                     \
+    static void tile_##kind##_##sg##_cm(const geom *g, const dconsts *k, const kv_qmat *w,      \
+                                        const prow *xp, int64_t r, float *y, int64_t ldy,       \
+                                        const float *bias) {                                    \
+        gemv_tile(kind, sg, 1, 1, 1, g, k, w, xp, r, y, ldy, bias);                             \
+    }
+TILE_CM(KQ_Q4, SG_ONE)
+TILE_CM(KQ_Q4, SG_MULTI)
+TILE_CM(KQ_Q3, SG_ONE)
+TILE_CM(KQ_Q3, SG_MULTI)
+TILE_CM(KQ_Q8, SG_ONE)
+TILE_CM(KQ_Q8, SG_MULTI)
+TILE_CM(KQ_Q2, SG_MULTI)
+/* [kind][multi]: the compact single-row tile (int formats; MX never compact) */
+static const tile_fn CM_TILES[6][2] = {{tile_KQ_Q4_SG_ONE_cm, tile_KQ_Q4_SG_MULTI_cm}, {NULL, NULL}, {NULL, NULL},
+                                       {tile_KQ_Q3_SG_ONE_cm, tile_KQ_Q3_SG_MULTI_cm},
+                                       {tile_KQ_Q2_SG_MULTI_cm, tile_KQ_Q2_SG_MULTI_cm},
+                                       {tile_KQ_Q8_SG_ONE_cm, tile_KQ_Q8_SG_MULTI_cm}};
 #define TILE_SET(kind, sg)                                                                      \
     TILE_FN(kind, sg, 4, 1) TILE_FN(kind, sg, 1, 1) TILE_FN(kind, sg, 2, 2)                    \
     TILE_FN(kind, sg, 1, 2) TILE_FN(kind, sg, 1, 3) TILE_FN(kind, sg, 1, 4)
@@ -441,6 +496,11 @@ static const int TILE_R[4] = {4, 2, 1, 1};
 static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const prow *xp, int M,
                      int64_t ra, int64_t rb, float *y, int64_t ldy, const float *bias) {
     const tile_fn wide = TILES[g->kind][g->multi][M - 1][0], one = TILES[g->kind][g->multi][M - 1][1];
+    if (M == 1 && g->cm) {
+        const tile_fn f = CM_TILES[g->kind][g->multi];
+        for (int64_t r = ra; r < rb; r++) f(g, k, w, xp, r, y, ldy, bias);
+        return;
+    }
     /* one activation row that stays in L1: row by row (kernels_internal.h), except
      * int2, whose 4 activation vectors per weight vector make the shared loads of a
      * 4-row tile worth more (single rows: 2560-wide int2 68 -> 53 GB/s of ~77) */
