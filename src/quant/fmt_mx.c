@@ -28,7 +28,7 @@ typedef struct {
 static uint8_t enc_e2m1(float a, int neg) {
     static const float mid[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
     int c = 0;
-    while (c < 7 && a > mid[c]) c++;
+    for (int i = 0; i < 7; i++) c += a > mid[i]; /* the midpoints below a (no branches) */
     if (c < 7 && a == mid[c] && (c & 1)) c++;
     return (uint8_t)(c | (neg ? 8 : 0));
 }
@@ -38,8 +38,12 @@ static float dec_e2m1(uint8_t code) { return kv_e2m1_values[code & 15]; }
 /* int4 element k/4, k in [-7, 7]: round half away from zero (microxcaling 'nearest'),
  * symmetric clamp; stored as a two's complement nibble. a*4 is exact (power of 2). */
 static uint8_t enc_int4(float a, int neg) {
-    float r = roundf(a * 4.0f);
-    int k = r > 7.0f ? 7 : (int)r;
+    const float t = a * 4.0f;
+    int k = 7;
+    if (t < 7.5f) { /* roundf(t) without the libm call: t - trunc(t) is exact below 2^23 */
+        k = (int)t;
+        k += t - (float)k >= 0.5f;
+    }
     return (uint8_t)((neg ? -k : k) & 15);
 }
 
@@ -52,31 +56,43 @@ static float dec_int4(uint8_t code) {
 static const mx_elem MX_FP4 = {"mxfp4", 2, 125, enc_e2m1, dec_e2m1};
 static const mx_elem MX_INT4 = {"mxint4", 0, 127, enc_int4, dec_int4};
 
-/* floor(log2(a)) for finite a > 0, exact also for f32 subnormals (frexp gives
- * a = m * 2^ex with m in [0.5, 1)). */
+/* floor(log2(a)) for finite a > 0, from the bits: the exponent field, or for an f32
+ * subnormal (a = m * 2^-149) the top set bit of m. */
 static int floor_log2(float a) {
-    int ex;
-    frexpf(a, &ex);
-    return ex - 1;
+    uint32_t u;
+    memcpy(&u, &a, 4);
+    const int ex = (int)((u >> 23) & 0xFF);
+    return ex ? ex - 127 : -118 - __builtin_clz(u & 0x7FFFFF);
 }
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* Encode one block with scale exponent e into codes[32]; returns the squared error. */
-static double enc_block(const mx_elem *f, const float *x, int e, uint8_t *codes) {
+/* 2^k for k in [-127, 127] (2^-127 is an f32 subnormal, still exact). Multiplying by
+ * it rounds the exact product once, as ldexpf does: the same bits, without a libm call
+ * per element (which made MX quantization 5x slower than the int formats'). */
+static float pow2i(int k) { return ldexpf(1.0f, k); }
+
+/* Encode one block with scale exponent e into codes[32]; returns the squared error
+ * when want_sse (the --mx-scale mse search), else 0. f is a constant at every call
+ * site, so enc/dec inline. */
+static inline __attribute__((always_inline)) double enc_block(const mx_elem *f, const float *x, int e,
+                                                               uint8_t *codes, int want_sse) {
+    const float down = pow2i(-e), up = pow2i(e);
     double sse = 0;
     for (int j = 0; j < KV_MX_BLOCK; j++) {
-        float a = ldexpf(fabsf(x[j]), -e); /* exact whenever it matters (a >= 2^-126) */
+        float a = fabsf(x[j]) * down; /* exact whenever it matters (a >= 2^-126) */
         codes[j] = f->enc(a, signbit(x[j]) != 0);
-        double d = (double)ldexpf(f->dec(codes[j]), e) - (double)x[j];
-        sse += d * d;
+        if (want_sse) {
+            double d = (double)(f->dec(codes[j]) * up) - (double)x[j];
+            sse += d * d;
+        }
     }
     return sse;
 }
 
-static kv_status mx_quantize(const mx_elem *f, kv_qtensor *qt, const float *w, int64_t r0,
-                             int64_t r1, const kv_quant_opts *opts, const char *name,
-                             kv_err *err) {
+static inline __attribute__((always_inline)) kv_status
+mx_quantize(const mx_elem *f, kv_qtensor *qt, const float *w, int64_t r0, int64_t r1,
+            const kv_quant_opts *opts, const char *name, kv_err *err) {
     const int64_t n_in = qt->n_in, nb = n_in / KV_MX_BLOCK;
     unsigned char *blocks = (unsigned char *)qt->owned + qt->part[0].offset; /* [n_out, nb, 16] */
     unsigned char *scales = (unsigned char *)qt->owned + qt->part[1].offset; /* [n_out, nb] */
@@ -99,7 +115,7 @@ static kv_status mx_quantize(const mx_elem *f, kv_qtensor *qt, const float *w, i
             int e = amax > 0.0f ? floor_log2(amax) - f->emax_elem : -127;
             e = clampi(e, -127, f->e_hi);
             uint8_t codes[KV_MX_BLOCK], trial[KV_MX_BLOCK];
-            double best = enc_block(f, x, e, codes);
+            double best = enc_block(f, x, e, codes, mse);
             if (mse && amax > 0.0f) {
                 static const int delta[3] = {-1, +1, -2};
                 int e0 = e, tried[4] = {e0, 0, 0, 0}, nt = 1;
@@ -109,7 +125,7 @@ static kv_status mx_quantize(const mx_elem *f, kv_qtensor *qt, const float *w, i
                     for (int k = 0; k < nt; k++) dup |= tried[k] == ec;
                     if (dup) continue;
                     tried[nt++] = ec;
-                    double sse = enc_block(f, x, ec, trial);
+                    double sse = enc_block(f, x, ec, trial, 1);
                     if (sse < best) {
                         best = sse;
                         e = ec;
