@@ -440,9 +440,11 @@ static void test_q8_every_format(void) {
         check_q8_case(fmt(FORMATS[f]), 9, 16640, 1, 1);
         check_q8_case(fmt(FORMATS[f]), 5, 16640, 2, 0);
     }
-    /* int2 rows long enough for its compact single-row GEMV (int3's are above) */
+    /* int3 and int2 rows long enough for their compact single-row GEMV */
     check_q8_case(fmt("int2-g64"), 7, 20480, 1, 1);
     check_q8_case(fmt("int2-g64"), 3, 20480, 2, 0);
+    check_q8_case(fmt("int3-g128"), 7, 20480, 1, 0);
+    check_q8_case(fmt("int3-g32"), 3, 20480, 2, 1);
     int simd = 0;
     for (int isa = KV_ISA_AVX2; isa < KV_ISA_COUNT; isa++) simd += kv_qmatmul_q8_for((kv_isa)isa) != NULL;
     fprintf(stderr, "# q8: %d cases, %d SIMD kernel(s); worst error / bound: ref vs double %.3g, "

@@ -52,7 +52,8 @@ void kv_gemm_block_avx512(const float *x, int64_t m, int64_t ldx, const float *w
  * (bench_qmatmul). So the SIMD GEMVs request the rows ahead themselves, in address
  * order: the p-th request of a tile (p = step * R + q, one per 64 weight bytes of a
  * row) goes to line p of that region, one sequential stream per thread. Steps of
- * fewer than 64 bytes (int3: 48) run a little further ahead each step; requests are
+ * fewer than 64 bytes (the exact int3 kernel's 48) run a little further ahead each step
+ * and the q8 int3 kernel's 96-byte steps request two lines each; requests are
  * hints and never fault.
  *
  * How far ahead: KV_PF_TILES tiles, and never less than KV_PF_MIN bytes (at ~40 GB/s

@@ -10,14 +10,16 @@
  * ops and one vpdpbusd multiplies 64 codes by 64 int8 activations.
  *
  * Layout. A row is cut into chunks of E elements (CB bytes): int4/mxfp4/mxint4
- * E = 128 (64 B), int3 E = 128 (48 B), int2 E = 256 (64 B), int8 E = 64 (64 B). Each
+ * E = 128 (64 B), int3 E = 256 (96 B), int2 E = 256 (64 B), int8 E = 64 (64 B). Each
  * chunk decodes into NV vectors of 64 codes, and dword lane l of every vector holds
  * elements of the one 32-block starting at element l * E / 16 of the chunk:
  *   4-bit  vector 0 = low nibbles (even elements), 1 = high nibbles (odd elements)
  *          (mxfp4: vpshufb maps the nibble to 2 * E2M1 + 12; mxint4: xor 8 first)
- *   3-bit  qword j of vector h = elements 16j + 8h .. 16j + 8h + 7: one vpermb puts
- *          the six bytes of elements 16j .. 16j+15 in qword j, vpmultishiftqb cuts
- *          them at 24h + 0, 3, ... 21
+ *   3-bit  qword j of vector t = elements 32j + 8t .. 32j + 8t + 7 (block j): one
+ *          vpermt2b over the chunk's two loads puts the six bytes of elements
+ *          32j + 16h .. + 15 in qword j, two vpmultishiftqb cut them at 0, 3, ... 21
+ *          and 24, 27, ... 45 (vectors 2h, 2h + 1); 256 elements per chunk halve the
+ *          per-chunk conversion's share (int3 in L2: 60 -> 67 GB/s)
  *   2-bit  vector t = bits 2t..2t+1 of each byte (element 4p + t in byte p), one
  *          vgf2p8affineqb each (a bit matrix moving bits 2t, 2t+1 to 0, 1)
  *   8-bit  the bytes themselves
@@ -52,8 +54,8 @@
 
 #define AI static inline __attribute__((always_inline))
 
-static int elems_of(int kind) { return kind == KQ_Q2 ? 256 : kind == KQ_Q8 ? 64 : 128; }
-static int nvec_of(int kind) { return kind == KQ_Q2 ? 4 : kind == KQ_Q8 ? 1 : 2; }
+static int elems_of(int kind) { return kind == KQ_Q2 || kind == KQ_Q3 ? 256 : kind == KQ_Q8 ? 64 : 128; }
+static int nvec_of(int kind) { return kind == KQ_Q2 || kind == KQ_Q3 ? 4 : kind == KQ_Q8 ? 1 : 2; }
 
 /* Prepared activation row: x8p [nc][NV][64] int8 in decode order, dxv [nc][16] the
  * lane block scales, X [ng] the group sums of kvq8_group_sums. */
@@ -76,7 +78,7 @@ static perms make_perms(int kind) {
     for (int t = 0; t < 4; t++)
         for (int p = 0; p < 64; p++) {
             int e;
-            if (kind == KQ_Q3) e = 16 * (p / 8) + 8 * t + p % 8;
+            if (kind == KQ_Q3) e = p < 4 ? 4 * p + t : 0; /* qword indices: see prep_row */
             else if (kind == KQ_Q2) e = (4 * p + t) & 127; /* per half: see prep_row */
             else e = 2 * p + t;                         /* 4-bit: even, odd */
             ix[t][p] = (int8_t)(e & 127);
@@ -92,7 +94,7 @@ typedef struct {
     int per;                /* multi: groups per chunk, E / G (no division per chunk) */
     int gsh;                /* single: log2(G / E), chunk c is in group c >> gsh */
     __m512i gidx;           /* multi: lane -> group within the chunk */
-    __mmask64 tmask;        /* weight bytes of the partial last chunk */
+    __mmask64 tmask, tmask2; /* weight bytes of the partial last chunk: [0, 64), [64, 128) */
     int tgroups;            /* groups in the partial last chunk (multi) */
     __mmask16 gmask, tgmask; /* multi/MX: scale entries of a full, the partial chunk */
     perms pm;               /* the activations' byte order (prep_row) */
@@ -130,6 +132,7 @@ static geom make_geom_base(const kv_qmat *w) {
     const int64_t tail = g.n - g.ncf * g.E; /* elements of the partial chunk, % 32 == 0 */
     const int64_t tb = tail * g.B / 8;
     g.tmask = tb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << tb) - 1);
+    g.tmask2 = tb <= 64 ? 0 : (((__mmask64)1 << (tb - 64)) - 1); /* int3: 96-byte chunks */
     g.tgroups = (int)(tail / g.G);
     g.gmask = (__mmask16)((1u << g.per) - 1u);
     g.tgmask = (__mmask16)((1u << g.tgroups) - 1u);
@@ -228,6 +231,17 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
         int8_t *o = x8p + c * g->NV * 64;
         if (g->kind == KQ_Q8) {
             memcpy(o, s, 64);
+        } else if (g->kind == KQ_Q3) {
+            /* vector t, qword j = elements 32j + 8t .. 32j + 8t + 7: qword 4j + t of the
+             * chunk's 256 bytes (decode's order) */
+            __m512i a = _mm512_loadu_si512(s), b = _mm512_loadu_si512(s + 64);
+            __m512i c2 = _mm512_loadu_si512(s + 128), d2 = _mm512_loadu_si512(s + 192);
+            for (int t = 0; t < 4; t++) {
+                const __m512i qi = _mm512_cvtepu8_epi64(_mm512_castsi512_si128(P->p[t]));
+                __m512i lo = _mm512_permutex2var_epi64(a, qi, b);
+                __m512i hi = _mm512_permutex2var_epi64(c2, qi, d2);
+                _mm512_storeu_si512(o + 64 * t, _mm512_inserti64x4(lo, _mm512_castsi512_si256(hi), 1));
+            }
         } else if (g->kind == KQ_Q2) {
             __m512i a = _mm512_loadu_si512(s), b = _mm512_loadu_si512(s + 64);
             __m512i c2 = _mm512_loadu_si512(s + 128), d2 = _mm512_loadu_si512(s + 192);
@@ -271,7 +285,7 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
 
 typedef struct {
     __m512i m0f, m03, m07, lut;
-    __m512i i3, ctrl3[2]; /* int3: vpermb indices, vpmultishiftqb offsets of the 2 vectors */
+    __m512i i3[2], ctrl3[2]; /* int3: vpermt2b indices, vpmultishiftqb offsets */
     __m512i g2[3]; /* int2: vgf2p8affineqb matrices taking bit pair t = 1..3 */
     __m512i mxsel; /* MX: vpshufb taking exponent byte l / 4 to dword lane l */
     __m512i sub;   /* 2^-127 as float bits (E8M0 0, below fp32's normals) */
@@ -286,9 +300,13 @@ static dconsts make_dconsts(void) {
     k.lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)fp4));
     k.ctrl3[0] = _mm512_set1_epi64(0x15120F0C09060300ll); /* bit offsets 0, 3, ... 21 */
     k.ctrl3[1] = _mm512_set1_epi64(0x2D2A2724211E1B18ll); /* 24, 27, ... 45 */
-    int8_t ix[64]; /* qword j = bytes 6j .. 6j+7: elements 16j .. 16j+15 in bits 0 .. 47 */
-    for (int p = 0; p < 64; p++) ix[p] = (int8_t)(6 * (p / 8) + p % 8);
-    k.i3 = _mm512_loadu_si512(ix);
+    /* a chunk is 96 bytes, 8 blocks of 12: permute h puts bytes 12j + 6h .. + 7 (block
+     * j's elements 16h .. 16h+15 in bits 0 .. 47) in qword j */
+    for (int h = 0; h < 2; h++) {
+        int8_t ix[64];
+        for (int p = 0; p < 64; p++) ix[p] = (int8_t)(12 * (p / 8) + 6 * h + p % 8);
+        k.i3[h] = _mm512_loadu_si512(ix);
+    }
     int8_t sel[64];
     for (int p = 0; p < 64; p++) sel[p] = (int8_t)(p % 4 ? 0x80 : p / 16);
     k.mxsel = _mm512_loadu_si512(sel);
@@ -301,7 +319,7 @@ static dconsts make_dconsts(void) {
 }
 
 /* NV code vectors of one chunk of weights v (see the header). */
-AI void decode(int kind, const dconsts *k, __m512i v, __m512i *t) {
+AI void decode(int kind, const dconsts *k, __m512i v, __m512i v2, __m512i *t) {
     switch (kind) {
     case KQ_Q4:
     case KQ_QI4:
@@ -313,11 +331,15 @@ AI void decode(int kind, const dconsts *k, __m512i v, __m512i *t) {
         t[0] = _mm512_shuffle_epi8(k->lut, _mm512_and_si512(v, k->m0f));
         t[1] = _mm512_shuffle_epi8(k->lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), k->m0f));
         break;
-    case KQ_Q3:
-        v = _mm512_permutexvar_epi8(k->i3, v); /* one permute feeds both vectors */
-        t[0] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[0], v), k->m07);
-        t[1] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[1], v), k->m07);
+    case KQ_Q3: { /* each permute feeds two multishifts */
+        const __m512i lo = _mm512_permutex2var_epi8(v, k->i3[0], v2);
+        const __m512i hi = _mm512_permutex2var_epi8(v, k->i3[1], v2);
+        t[0] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[0], lo), k->m07);
+        t[1] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[1], lo), k->m07);
+        t[2] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[0], hi), k->m07);
+        t[3] = _mm512_and_si512(_mm512_multishift_epi64_epi8(k->ctrl3[1], hi), k->m07);
         break;
+    }
     case KQ_Q2: /* one GF(2) affine map per vector: byte bits 2t, 2t+1 -> bits 0, 1 */
         t[0] = _mm512_and_si512(v, k->m03);
         t[1] = _mm512_gf2p8affine_epi64_epi8(v, k->g2[0], 0);
@@ -367,15 +389,25 @@ AI void chunk(int kind, int sg, int CM, int R, int M, const geom *g, const dcons
               const uint8_t *const *row, const uint8_t *const *sr, const prow *xp, int64_t c,
               int slot, int tail, __m512 acc[MAXR][MAXM][NACC]) {
     const int NV = nvec_of(kind);
-    const int CB = kind == KQ_Q3 ? 48 : 64;
+    const int CB = kind == KQ_Q3 ? 96 : 64;
 #pragma GCC unroll 4
     for (int q = 0; q < R; q++) {
         const uint8_t *p = row[q] + (size_t)c * (size_t)CB;
         __m512i v = tail ? _mm512_maskz_loadu_epi8(g->tmask, p) : _mm512_loadu_si512(p);
+        __m512i v2 = _mm512_setzero_si512();
         __asm__("" : "+v"(v)); /* one load per weight vector, not one per use */
-        kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (size_t)c * (size_t)R + (size_t)q);
+        if (kind == KQ_Q3) {
+            /* 96 bytes: the second load reads 32 past the chunk (the next row's or the
+             * int layout copy's 64 bytes of padding); two lines prefetched a step */
+            v2 = tail ? _mm512_maskz_loadu_epi8(g->tmask2, p + 64) : _mm512_loadu_si512(p + 64);
+            const size_t pl = ((size_t)c * (size_t)R + (size_t)q) * 3 / 2;
+            kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, pl);
+            kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, pl + 1);
+        } else {
+            kvk_prefetch_line(row[0], (size_t)w->row_bytes, R, (size_t)c * (size_t)R + (size_t)q);
+        }
         __m512i t[4];
-        decode(kind, k, v, t);
+        decode(kind, k, v, v2, t);
         const __m512 sv = lane_scales(sg, g, k, sr[q], c, tail);
 #pragma GCC unroll 4
         for (int i = 0; i < M; i++) {
@@ -457,14 +489,13 @@ typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const pr
     }
 TILE_CM(KQ_Q4, SG_ONE)
 TILE_CM(KQ_Q4, SG_MULTI)
-TILE_CM(KQ_Q3, SG_ONE)
 TILE_CM(KQ_Q3, SG_MULTI)
 TILE_CM(KQ_Q8, SG_ONE)
 TILE_CM(KQ_Q8, SG_MULTI)
 TILE_CM(KQ_Q2, SG_MULTI)
 /* [kind][multi]: the compact single-row tile (int formats; MX never compact) */
 static const tile_fn CM_TILES[6][2] = {{tile_KQ_Q4_SG_ONE_cm, tile_KQ_Q4_SG_MULTI_cm}, {NULL, NULL}, {NULL, NULL},
-                                       {tile_KQ_Q3_SG_ONE_cm, tile_KQ_Q3_SG_MULTI_cm},
+                                       {tile_KQ_Q3_SG_MULTI_cm, tile_KQ_Q3_SG_MULTI_cm},
                                        {tile_KQ_Q2_SG_MULTI_cm, tile_KQ_Q2_SG_MULTI_cm},
                                        {tile_KQ_Q8_SG_ONE_cm, tile_KQ_Q8_SG_MULTI_cm}};
 #define TILE_SET(kind, sg)                                                                      \
@@ -472,11 +503,10 @@ static const tile_fn CM_TILES[6][2] = {{tile_KQ_Q4_SG_ONE_cm, tile_KQ_Q4_SG_MULT
     TILE_FN(kind, sg, 1, 2) TILE_FN(kind, sg, 1, 3) TILE_FN(kind, sg, 1, 4)
 TILE_SET(KQ_Q4, SG_ONE)
 TILE_SET(KQ_Q4, SG_MULTI)
-TILE_SET(KQ_Q3, SG_ONE)
-TILE_SET(KQ_Q3, SG_MULTI)
+TILE_SET(KQ_Q3, SG_MULTI) /* int3 and int2 chunks (256) always hold several groups */
 TILE_SET(KQ_Q8, SG_ONE)
 TILE_SET(KQ_Q8, SG_MULTI)
-TILE_SET(KQ_Q2, SG_MULTI) /* int2 chunks (256) always hold several groups */
+TILE_SET(KQ_Q2, SG_MULTI)
 TILE_SET(KQ_QF4, SG_MX)
 TILE_SET(KQ_QI4, SG_MX)
 
@@ -488,7 +518,7 @@ TILE_SET(KQ_QI4, SG_MX)
 /* [kind][multi][M - 1][0: the wide tile, 1: one row] */
 static const tile_fn TILES[6][2][4][2] = {
     {TILE_ROW(KQ_Q4, SG_ONE), TILE_ROW(KQ_Q4, SG_MULTI)},    {TILE_ROW(KQ_QF4, SG_MX), TILE_ROW(KQ_QF4, SG_MX)},
-    {TILE_ROW(KQ_QI4, SG_MX), TILE_ROW(KQ_QI4, SG_MX)},      {TILE_ROW(KQ_Q3, SG_ONE), TILE_ROW(KQ_Q3, SG_MULTI)},
+    {TILE_ROW(KQ_QI4, SG_MX), TILE_ROW(KQ_QI4, SG_MX)},      {TILE_ROW(KQ_Q3, SG_MULTI), TILE_ROW(KQ_Q3, SG_MULTI)},
     {TILE_ROW(KQ_Q2, SG_MULTI), TILE_ROW(KQ_Q2, SG_MULTI)}, {TILE_ROW(KQ_Q8, SG_ONE), TILE_ROW(KQ_Q8, SG_MULTI)}};
 static const int TILE_R[4] = {4, 2, 1, 1};
 
