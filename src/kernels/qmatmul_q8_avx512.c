@@ -369,9 +369,9 @@ AI __m512 lane_scales(int sg, const geom *g, const dconsts *k, const uint8_t *sr
     return _mm512_permutexvar_ps(g->gidx, _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
 }
 
-/* sum_g (s_g * z_g) * X_g over the row's groups (the offset term; int formats only,
- * MX folds its fixed offset into the dot products). */
-AI float offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X) {
+/* sum_g (s_g * z_g) * X_g over the row's groups, as 16 lane sums (the offset term;
+ * int formats only, MX folds its fixed offset into the dot products). */
+AI __m512 offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X) {
     const size_t rg = (size_t)r * (size_t)g->ng;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t g0 = 0; g0 < g->ng; g0 += 16) {
@@ -381,7 +381,7 @@ AI float offset_term(const geom *g, const kv_qmat *w, int64_t r, const float *X)
         __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, w->zeros + rg + (size_t)g0)));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(s, z), _mm512_maskz_loadu_ps(mk, X + g0), acc);
     }
-    return _mm512_reduce_add_ps(acc);
+    return acc; /* 16 lanes: subtracted before the one horizontal sum */
 }
 
 /* One chunk c of R rows (weights row[q], scales sr[q]) against M prepared rows. */
@@ -463,8 +463,8 @@ AI void gemv_tile(int kind, int sg, int CM, int R, int M, const geom *g, const d
             __m512 t = acc[q][i][0];
 #pragma GCC unroll 4
             for (int a = 1; a < NACC; a++) t = _mm512_add_ps(t, acc[q][i][a]);
+            if (sg != SG_MX) t = _mm512_sub_ps(t, offset_term(g, w, r + q, xp[i].X));
             float v = _mm512_reduce_add_ps(t);
-            if (sg != SG_MX) v -= offset_term(g, w, r + q, xp[i].X);
             if (bias) v += bias[r + q];
             y[i * ldy + r + q] = v;
         }
