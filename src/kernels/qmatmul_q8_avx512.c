@@ -471,21 +471,24 @@ AI void gemv_tile(int kind, int sg, int CM, int R, int M, const geom *g, const d
     }
 }
 
+/* Rows [r0, r1) (a multiple of the tile's R) in one call, so the geometry and constants
+ * stay in registers across rows (a call per row reloaded them for every row). */
 typedef void (*tile_fn)(const geom *, const dconsts *, const kv_qmat *, const prow *, int64_t,
-                        float *, int64_t, const float *);
+                        int64_t, float *, int64_t, const float *);
 
 
 #define TILE_FN(kind, sg, R, M)                                                              \
     static void tile_##kind##_##sg##_##R##_##M(const geom *g, const dconsts *k,                \
-                                               const kv_qmat *w, const prow *xp, int64_t r,     \
-                                               float *y, int64_t ldy, const float *bias) {      \
-        gemv_tile(kind, sg, 0, R, M, g, k, w, xp, r, y, ldy, bias);                            \
+                                               const kv_qmat *w, const prow *xp, int64_t r0,    \
+                                               int64_t r1, float *y, int64_t ldy,               \
+                                               const float *bias) {                             \
+        for (int64_t r = r0; r < r1; r += R) gemv_tile(kind, sg, 0, R, M, g, k, w, xp, r, y, ldy, bias); \
     }
 #define TILE_CM(kind, sg)                                                                     \
     static void tile_##kind##_##sg##_cm(const geom *g, const dconsts *k, const kv_qmat *w,      \
-                                        const prow *xp, int64_t r, float *y, int64_t ldy,       \
-                                        const float *bias) {                                    \
-        gemv_tile(kind, sg, 1, 1, 1, g, k, w, xp, r, y, ldy, bias);                             \
+                                        const prow *xp, int64_t r0, int64_t r1, float *y,       \
+                                        int64_t ldy, const float *bias) {                       \
+        for (int64_t r = r0; r < r1; r++) gemv_tile(kind, sg, 1, 1, 1, g, k, w, xp, r, y, ldy, bias); \
     }
 TILE_CM(KQ_Q4, SG_ONE)
 TILE_CM(KQ_Q4, SG_MULTI)
@@ -527,18 +530,16 @@ static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const pr
                      int64_t ra, int64_t rb, float *y, int64_t ldy, const float *bias) {
     const tile_fn wide = TILES[g->kind][g->multi][M - 1][0], one = TILES[g->kind][g->multi][M - 1][1];
     if (M == 1 && g->cm) {
-        const tile_fn f = CM_TILES[g->kind][g->multi];
-        for (int64_t r = ra; r < rb; r++) f(g, k, w, xp, r, y, ldy, bias);
+        CM_TILES[g->kind][g->multi](g, k, w, xp, ra, rb, y, ldy, bias);
         return;
     }
     /* one activation row that stays in L1: row by row (kernels_internal.h), except
      * int2, whose 4 activation vectors per weight vector make the shared loads of a
      * 4-row tile worth more (single rows: 2560-wide int2 68 -> 53 GB/s of ~77) */
     const int R = M == 1 && g->kind != KQ_Q2 && kvk_gemv_single(row_bytes(g)) ? 1 : TILE_R[M - 1];
-    int64_t r = ra;
-    if (R > 1)
-        for (; r + R <= rb; r += R) wide(g, k, w, xp, r, y, ldy, bias);
-    for (; r < rb; r++) one(g, k, w, xp, r, y, ldy, bias);
+    const int64_t rw = R > 1 ? ra + (rb - ra) / R * R : ra; /* the wide tiles' end */
+    if (rw > ra) wide(g, k, w, xp, ra, rw, y, ldy, bias);
+    if (rb > rw) one(g, k, w, xp, rw, rb, y, ldy, bias);
 }
 
 #define KV_Q8DRV_ISA avx512
