@@ -177,28 +177,81 @@ static size_t tmp_bytes(const geom *g) {
     return up64((size_t)g->nc * (size_t)g->E) + 2 * up64(nbp * 4);
 }
 
-/* Quantize x[n] (kvq8_quant_block's rules, 16 lanes at a time) into x8[nc*E] (zero
- * padded), d[] and xs[] per block (padded blocks: 0). */
+/* Lane j of the result = the max (op 0) or the int32 sum (op 1) of the 16 lanes of v[j]:
+ * four rounds, each pairing the vectors and folding every group of 2s lanes in half
+ * (s = 8, 4, 2, 1), about 3 instructions a vector instead of 8 for a reduction each. */
+AI __m512i hfold16(int op, __m512i v[16]) {
+    /* lane o of round r, half h: from a (o < 8) or b (+16), lane (o % 8) / s * 2s + h s
+     * + o % s, s = 8 >> r */
+    static const int32_t idx[4][2][16] = {
+        {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+         {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+        {{0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
+         {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}},
+        {{0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},
+         {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}},
+        {{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30},
+         {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}},
+    };
+    for (int r = 0, n = 16; r < 4; r++, n /= 2) {
+        const __m512i ia = _mm512_loadu_si512(idx[r][0]), ib = _mm512_loadu_si512(idx[r][1]);
+        for (int i = 0; i < n / 2; i++) {
+            __m512i x = _mm512_permutex2var_epi32(v[2 * i], ia, v[2 * i + 1]);
+            __m512i y = _mm512_permutex2var_epi32(v[2 * i], ib, v[2 * i + 1]);
+            v[i] = op ? _mm512_add_epi32(x, y)
+                      : _mm512_castps_si512(_mm512_max_ps(_mm512_castsi512_ps(x), _mm512_castsi512_ps(y)));
+        }
+    }
+    return v[0];
+}
+
+/* Quantize x[n] (kvq8_quant_block's rules, the same bits) into x8[nc*E] (zero padded),
+ * d[] and xs[] per block (padded blocks: 0), 16 blocks at a time: their maxima and
+ * sums folded together (hfold16) and one vector division for their scales. */
 static void quant_row(const geom *g, const float *x, int8_t *x8, float *d, int32_t *xs) {
     const int64_t nb = g->n / KV_Q8_BLOCK, nbp = g->nc * g->E / KV_Q8_BLOCK;
     const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = x + b * KV_Q8_BLOCK;
-        __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
-        /* QNaN, SNaN, +Inf, -Inf */
-        int bad = (_mm512_fpclass_ps_mask(v0, 0x99) | _mm512_fpclass_ps_mask(v1, 0x99)) != 0;
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        float id, db = kvq8_scale(amax, bad, &id);
-        __m512i q0 = _mm512_setzero_si512(), q1 = q0;
-        if (db == db && db > 0.0f) {
-            const __m512 vid = _mm512_set1_ps(id);
-            q0 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), lim), nlim);
-            q1 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid)), lim), nlim);
+    const __m512 c127 = _mm512_set1_ps(127.0f);
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+        const int cnt = nb - b0 < 16 ? (int)(nb - b0) : 16;
+        const __mmask16 live = (__mmask16)((1u << cnt) - 1u);
+        __m512i m[16];
+        __mmask16 bad = 0;
+        for (int j = 0; j < 16; j++) {
+            m[j] = _mm512_setzero_si512();
+            if (j >= cnt) continue;
+            const float *xb = x + (b0 + j) * KV_Q8_BLOCK;
+            __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+            /* QNaN, SNaN, +Inf, -Inf */
+            if (_mm512_fpclass_ps_mask(v0, 0x99) | _mm512_fpclass_ps_mask(v1, 0x99)) bad |= (__mmask16)(1u << j);
+            m[j] = _mm512_castps_si512(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         }
-        d[b] = db;
-        xs[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-        _mm_storeu_si128((__m128i *)(x8 + b * KV_Q8_BLOCK), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(x8 + b * KV_Q8_BLOCK + 16), _mm512_cvtepi32_epi8(q1));
+        const __m512 amax = _mm512_castsi512_ps(hfold16(0, m));
+        /* kvq8_scale: NaN for a non-finite block, 0 below 2^-100, else amax / 127 */
+        const __mmask16 ok = (__mmask16)(~bad & live & _mm512_cmp_ps_mask(amax, _mm512_set1_ps(0x1p-100f), _CMP_GE_OQ));
+        __m512 dv = _mm512_maskz_div_ps(ok, amax, c127);
+        dv = _mm512_mask_mov_ps(dv, bad, _mm512_set1_ps(__builtin_nanf("")));
+        float id[16];
+        _mm512_storeu_ps(id, _mm512_maskz_div_ps(ok, c127, amax));
+        _mm512_mask_storeu_ps(d + b0, live, dv);
+        __m512i sums[16];
+        for (int j = 0; j < 16; j++) {
+            sums[j] = _mm512_setzero_si512();
+            if (j >= cnt) continue;
+            int8_t *o = x8 + (b0 + j) * KV_Q8_BLOCK;
+            if (!(ok >> j & 1)) {
+                memset(o, 0, KV_Q8_BLOCK);
+                continue;
+            }
+            const float *xb = x + (b0 + j) * KV_Q8_BLOCK;
+            const __m512 vid = _mm512_set1_ps(id[j]);
+            __m512i q0 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb), vid)), lim), nlim);
+            __m512i q1 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16), vid)), lim), nlim);
+            sums[j] = _mm512_add_epi32(q0, q1);
+            _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(o + 16), _mm512_cvtepi32_epi8(q1));
+        }
+        _mm512_mask_storeu_epi32(xs + b0, live, hfold16(1, sums));
     }
     for (int64_t b = nb; b < nbp; b++) {
         d[b] = 0.0f;
@@ -222,7 +275,6 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
     float *dxb = (float *)(void *)((uint8_t *)ofs + (is_mx(g->kind) ? up64((size_t)g->nc * 64) : 0));
     float *X = (float *)(void *)((uint8_t *)dxb + (g->cm ? dxb_bytes(g) : 0));
     kvq8_group_sums(d, xs, g->ng, g->G / KV_Q8_BLOCK, X);
-    const int lanes_per_block = 512 / g->E; /* 4 (E = 128), 2 (256), 8 (64) */
     /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
      * factor goes here, so a lane's scale is the bare 2^(e - 127) (lane_scales) */
     const float fold = g->kind == KQ_QF4 ? 0.5f : g->kind == KQ_QI4 ? 0.25f : 1.0f;
@@ -256,7 +308,9 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
             _mm512_storeu_si512(o + 64, _mm512_permutex2var_epi8(a, P->p[1], b));
         }
         const int64_t b0 = c * g->E / KV_Q8_BLOCK;
-        for (int l = 0; l < 16; l++) dxv[c * 16 + l] = d[b0 + l / lanes_per_block] * fold;
+        /* lane l: the block bidx names (a permute, not a division per lane) */
+        _mm512_storeu_ps(dxv + c * 16, _mm512_mul_ps(_mm512_permutexvar_ps(g->bidx, _mm512_maskz_loadu_ps(g->bmask, d + b0)),
+                                                    _mm512_set1_ps(fold)));
         if (g->cm)
             for (int b = 0; b < g->E / 32; b++) dxb[c * (g->E / 32) + b] = d[b0 + b];
         /* MX codes carry a fixed offset z (12: mxfp4, 8: mxint4): sum (q - z) x8 per
