@@ -36,6 +36,7 @@ typedef struct {
     int multi, gsh, per, tgroups;
     size_t tbytes;
     __m256i gidx;
+    __m256i bidx; /* lane -> 32-block within the chunk */
 } geom;
 
 /* How a chunk finds its weight scales, fixed per tile at compile time: one fp16 scale
@@ -63,6 +64,8 @@ static geom make_geom(const kv_qmat *w) {
     int32_t gi[8];
     for (int l = 0; l < 8; l++) gi[l] = l / (8 / g.per);
     g.gidx = _mm256_loadu_si256((const __m256i *)gi);
+    for (int l = 0; l < 8; l++) gi[l] = l / (8 / (g.E / KV_Q8_BLOCK));
+    g.bidx = _mm256_loadu_si256((const __m256i *)gi);
     const int64_t tail = g.n - g.ncf * g.E;
     g.tbytes = (size_t)(tail * g.B / 8);
     g.tgroups = (int)(tail / g.G);
@@ -77,12 +80,72 @@ static size_t tmp_bytes(const geom *g) {
     return up64((size_t)g->nc * (size_t)g->E) + 2 * up64(nbp * 4);
 }
 
+AI float hmax8(__m256 v) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+/* One 32-block (kvq8_quant_block's rules, the same bits) into q[32]; returns d, the
+ * block's code sum in *xs. 8 lanes at a time: the scalar loop was most of the prep. */
+AI float quant_block8(const float *x, int8_t *q, int32_t *xs) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(__builtin_inff());
+    __m256 v[4], m = _mm256_setzero_ps();
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        const __m256 a = _mm256_andnot_ps(sign, v[i]);
+        /* NaN (unordered with itself) or +-Inf */
+        bad |= _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(v[i], v[i], _CMP_UNORD_Q), _mm256_cmp_ps(a, inf, _CMP_EQ_OQ)));
+        m = _mm256_max_ps(m, a);
+    }
+    float id, d = kvq8_scale(hmax8(m), bad != 0, &id);
+    if (!(d == d && d > 0.0f)) {
+        memset(q, 0, KV_Q8_BLOCK);
+        *xs = 0;
+        return d;
+    }
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
+    __m256i c[4], sum = _mm256_setzero_si256();
+    for (int i = 0; i < 4; i++) {
+        c[i] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid)), lim), nlim);
+        sum = _mm256_add_epi32(sum, c[i]);
+    }
+    /* 32 int32 -> 32 int8 in order: packs work per 128-bit lane, so undo with vpermd */
+    __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+    w = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, w);
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    *xs = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+    return d;
+}
+
+/* The chunk's codes in decode order: vector t = bytes NV * p + t. */
+AI void permute_chunk(int NV, const int8_t *s, int8_t *o) {
+    if (NV == 1) {
+        memcpy(o, s, 32);
+        return;
+    }
+    /* per 16 bytes: byte order 0, NV, 2 NV, .. then 1, NV + 1, ..: NV groups of 16 / NV */
+    const __m128i sh2 = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const __m128i sh4 = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const int per = 16 / NV; /* bytes of each t per 16 input bytes */
+    for (int u = 0; u < 2 * NV; u++) { /* 16 input bytes at a time */
+        __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(s + 16 * u)), NV == 2 ? sh2 : sh4);
+        int8_t tmp[16];
+        _mm_storeu_si128((__m128i *)tmp, v);
+        for (int t = 0; t < NV; t++) memcpy(o + 32 * t + per * u, tmp + per * t, (size_t)per);
+    }
+}
+
 static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, prow *out) {
     const int64_t nb = g->n / KV_Q8_BLOCK, nbp = g->nc * g->E / KV_Q8_BLOCK;
     int8_t *x8 = (int8_t *)tmp;
     float *d = (float *)(void *)(tmp + up64((size_t)g->nc * (size_t)g->E));
     int32_t *xs = (int32_t *)(void *)((uint8_t *)d + up64((size_t)nbp * 4));
-    for (int64_t b = 0; b < nb; b++) d[b] = kvq8_quant_block(x + b * KV_Q8_BLOCK, x8 + b * KV_Q8_BLOCK, &xs[b]);
+    for (int64_t b = 0; b < nb; b++) d[b] = quant_block8(x + b * KV_Q8_BLOCK, x8 + b * KV_Q8_BLOCK, &xs[b]);
     for (int64_t b = nb; b < nbp; b++) {
         d[b] = 0.0f;
         xs[b] = 0;
@@ -92,17 +155,22 @@ static void prep_row(const geom *g, const float *x, uint8_t *dst, uint8_t *tmp, 
     float *dxv = (float *)(void *)(dst + up64((size_t)g->nc * (size_t)g->NV * 32));
     float *X = (float *)(void *)((uint8_t *)dxv + up64((size_t)g->nc * 32));
     kvq8_group_sums(d, xs, g->ng, g->G / KV_Q8_BLOCK, X);
-    const int NV = g->NV, lpb = 256 / g->E; /* lanes per 32-block */
     /* MX codes are 2x the E2M1 value (mxfp4) or 4x the int4 element (mxint4): the
      * factor goes here, so a lane's scale is the bare 2^(e - 127) (lane_scales) */
-    const float fold = g->kind == KQ_QF4 ? 0.5f : g->kind == KQ_QI4 ? 0.25f : 1.0f;
+    const __m256 fold = _mm256_set1_ps(g->kind == KQ_QF4 ? 0.5f : g->kind == KQ_QI4 ? 0.25f : 1.0f);
+    const int bpc = g->E / KV_Q8_BLOCK; /* blocks per chunk: 1, 2 or 4 */
+    const __m256i bmask = _mm256_cmpgt_epi32(_mm256_set1_epi32(bpc), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     for (int64_t c = 0; c < g->nc; c++) {
         const int8_t *s = x8 + c * g->E;
-        int8_t *o = x8p + c * NV * 32;
-        for (int t = 0; t < NV; t++)
-            for (int p = 0; p < 32; p++) o[t * 32 + p] = s[NV * p + t];
-        const int64_t b0 = c * g->E / KV_Q8_BLOCK;
-        for (int l = 0; l < 8; l++) dxv[c * 8 + l] = d[b0 + l / lpb] * fold;
+        int8_t *o = x8p + c * g->NV * 32;
+        switch (g->NV) {
+        case 1: permute_chunk(1, s, o); break;
+        case 2: permute_chunk(2, s, o); break;
+        default: permute_chunk(4, s, o); break;
+        }
+        /* lane l: the block bidx names (a permute, not a division per lane) */
+        const __m256 db = _mm256_maskload_ps(d + c * bpc, bmask);
+        _mm256_storeu_ps(dxv + c * 8, _mm256_mul_ps(_mm256_permutevar8x32_ps(db, g->bidx), fold));
     }
     out->x8p = x8p;
     out->dxv = dxv;
