@@ -588,9 +588,11 @@ static void run_rows(const geom *g, const dconsts *k, const kv_qmat *w, const pr
         return;
     }
     /* one activation row that stays in L1: row by row (kernels_internal.h), except
-     * int2, whose 4 activation vectors per weight vector make the shared loads of a
-     * 4-row tile worth more (single rows: 2560-wide int2 68 -> 53 GB/s of ~77) */
-    const int R = M == 1 && g->kind != KQ_Q2 && kvk_gemv_single(row_bytes(g)) ? 1 : TILE_R[M - 1];
+     * short int2 rows, where the 4 activation vectors per weight vector make the shared
+     * loads of a 4-row tile worth more. At ~77 GB/s: 2560-wide int2, tiles 60-67 GB/s,
+     * single rows 55-62; 5120-wide 67-69 vs 68-74, 9728-wide 64-65 vs 68. */
+    const int short_int2 = g->kind == KQ_Q2 && row_bytes(g) < (4 << 10);
+    const int R = M == 1 && !short_int2 && kvk_gemv_single(row_bytes(g)) ? 1 : TILE_R[M - 1];
     const int64_t rw = R > 1 ? ra + (rb - ra) / R * R : ra; /* the wide tiles' end */
     if (rw > ra) wide(g, k, w, xp, ra, rw, y, ldy, bias);
     if (rb > rw) one(g, k, w, xp, rw, rb, y, ldy, bias);
