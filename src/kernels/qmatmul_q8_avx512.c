@@ -34,13 +34,14 @@
  * chunk finds its scales (one fp16, several, E8M0) is fixed per tile at compile time.
  *
  * A chunk that runs past n_in (n_in % E != 0) reads its weights with a byte mask and
- * meets zero activations (x8 = 0, d = 0). Full int3 chunks load 64 bytes for 48: the
+ * meets zero activations (x8 = 0, d = 0). Full int3 chunks load 128 bytes for 96: the
  * int layout copy is followed by 64 bytes of padding (kernels.h).
  *
  * Each output's order of operations is fixed (chunk c into accumulator c % NACC, the
  * same 16-lane reduction): it does not depend on m, the tile or the row split. One
  * activation row (decode) runs one weight row at a time where the prepared row stays
- * in L1, else 4-row tiles (kernels_internal.h). m > 4 (the q8 path
+ * in L1 (not short int2 rows), else 4-row tiles, or for int3/int2 single rows on
+ * compact block scales (kernels_internal.h, set_compact, run_rows). m > 4 (the q8 path
  * asked for prefill too, `kvant ppl --fast`) runs the same GEMV on groups of 4
  * activation rows, weight rows blocked by 32 so a block stays in cache while every
  * prepared activation row passes over it. */
