@@ -80,10 +80,11 @@ AI void gemv_tile(kv_dtype t, int R, int M, const float *x, int64_t ldx, const k
                 a0[q][i] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k), w0, a0[q][i]);
                 a1[q][i] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k + 16), w1, a1[q][i]);
             }
-            /* multi-row tiles (rows whose fp32 x outgrows L1): each row's loads in
-             * program order, x loaded again per row. Measured, not derived: 2560x9728
-             * bf16 57 -> 64 GB/s, 5120x25600 63 -> 67 (of ~80) */
-            if (R > 1) __asm__ volatile("" ::: "memory");
+            /* 4-row tiles of one x row (rows whose fp32 x outgrows L1): each row's
+             * loads in program order, x loaded again per row. Measured, not derived:
+             * 2560x9728 bf16 57 -> 64 GB/s, 5120x25600 63 -> 67 (of ~80); the 2-row
+             * tiles of m = 2 lost a third by it (in L2: 64 -> 44 GB/s), so not there */
+            if (R > 1 && M == 1) __asm__ volatile("" ::: "memory");
         }
     }
     if (k + 16 <= n) {

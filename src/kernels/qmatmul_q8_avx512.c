@@ -481,8 +481,9 @@ AI void chunk(int kind, int sg, int CM, int R, int M, const geom *g, const dcons
          * row's loads in program order, the activations loaded again per row rather
          * than once per chunk. Measured, not derived: 32B down q8 int4 53 -> 65 GB/s
          * (of ~78); loading only the activations again did not do it, and int3/int2
-         * (decode-heavier, more activation vectors per weight byte) lost 20% by it. */
-        if (R > 1 && kind != KQ_Q3 && kind != KQ_Q2) __asm__ volatile("" ::: "memory");
+         * (decode-heavier, more activation vectors per weight byte) lost 20% by it, and
+         * so did the 2-row tiles of m = 2 (4-bit in L2: 65 -> 48 GB/s). */
+        if (R > 1 && M == 1 && kind != KQ_Q3 && kind != KQ_Q2) __asm__ volatile("" ::: "memory");
     }
 }
 
