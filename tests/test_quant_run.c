@@ -285,6 +285,11 @@ static void test_quantize_in_memory(void) {
     CHECK(m && kv_model_quantize(m, bad, NULL, &err) != KV_OK);
     fprintf(stderr, "  group 128 on 64 inputs: %s\n", err.msg);
     CHECK(strstr(err.msg, "model.layers.0.self_attn.q_proj") != NULL);
+    /* a model a failed call left half converted is refused, even with a format that fits */
+    kv_qformat ok = {KV_QFMT_INT, 4, 32};
+    err.msg[0] = 0;
+    CHECK(m && kv_model_quantize(m, ok, NULL, &err) == KV_EINVAL);
+    CHECK(strstr(err.msg, "earlier kv_model_quantize failed") != NULL);
     kv_model_free(m);
 }
 

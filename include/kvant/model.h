@@ -28,7 +28,7 @@ int64_t kv_model_n_params(const kv_model *m);
  * what-if runs. The dense weights stay where they were (the caller's or the mapped
  * file's). Errors: an already quantized model, a group size that does not divide a
  * layer's input dimension, NaN/Inf weights (naming the tensor). A failed call leaves
- * the model unusable: free it. opts may be NULL. */
+ * the model half converted: free it (a second call refuses it). opts may be NULL. */
 kv_status kv_model_quantize(kv_model *m, kv_qformat qf, const kv_quant_opts *opts, kv_err *err);
 
 /* How the quantized linear layers treat their fp32 activations (kernels.h, "the

@@ -438,6 +438,8 @@ void kv_model_free(kv_model *m) {
 kv_status kv_model_quantize(kv_model *m, kv_qformat qf, const kv_quant_opts *opts, kv_err *err) {
     if (m->quantized)
         return kv_err_set(err, KV_EINVAL, "model: already quantized; kv_model_quantize takes a dense model");
+    if (m->qmats) /* a failed call's half-converted layers */
+        return kv_err_set(err, KV_EINVAL, "model: an earlier kv_model_quantize failed on it; load it again");
     kv_status st = kv_qformat_check(qf, err);
     if (st) return st;
     const int64_t L = m->cfg.n_layers;
