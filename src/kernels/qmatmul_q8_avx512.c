@@ -450,7 +450,6 @@ AI void chunk(int kind, int sg, int CM, int R, int M, const geom *g, const dcons
         const uint8_t *p = row[q] + (size_t)c * (size_t)CB;
         __m512i v = tail ? _mm512_maskz_loadu_epi8(g->tmask, p) : _mm512_loadu_si512(p);
         __m512i v2 = _mm512_setzero_si512();
-        __asm__("" : "+v"(v)); /* one load per weight vector, not one per use */
         if (kind == KQ_Q3) {
             /* 96 bytes: the second load reads 32 past the chunk (the next row's or the
              * int layout copy's 64 bytes of padding); two lines prefetched a step */
